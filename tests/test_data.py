@@ -1,0 +1,437 @@
+"""Data discovery, pairing, problems, mask conversion, splits and the check CLI."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nail_segformer import data
+from nail_segformer.data import DataError, Pair
+
+
+def _photo(path, size=(40, 30), color=(200, 150, 120), exif_orientation=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, color)
+    if exif_orientation is None:
+        image.save(path)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        image.save(path, exif=exif)
+
+
+def _mask(path, size=(40, 30), box=(5, 5, 15, 12), mode="L", on=255):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.zeros((size[1], size[0]), dtype=np.uint8)
+    array[box[1] : box[3], box[0] : box[2]] = 1
+    Image.fromarray(array * on).convert(mode).save(path)
+
+
+def _pair(root, category, stem, image_ext=".jpg", mask_ext=".png", **kwargs):
+    image_dir = root / "Images" / category if category else root / "Images"
+    mask_dir = root / "Masks" / category if category else root / "Masks"
+    _photo(image_dir / f"{stem}{image_ext}", **kwargs)
+    _mask(mask_dir / f"{stem}{mask_ext}", size=kwargs.get("size", (40, 30)))
+
+
+@pytest.fixture
+def clean_root(tmp_path):
+    root = tmp_path / "nails"
+    for category in ("1", "2", "3", "4"):
+        for i in range(10):
+            _pair(root, category, f"n_{category}_{i:02d}")
+    return root
+
+
+def _kinds(scan):
+    return sorted(p.kind for p in scan.problems)
+
+
+# --------------------------------------------------------------------------- pairing rules
+
+
+def test_clean_categorised_layout_pairs_everything(clean_root):
+    scan = data.find_pairs(clean_root)
+    assert scan.problems == []
+    assert len(scan.pairs) == 40
+    assert {p.category for p in scan.pairs} == {"1", "2", "3", "4"}
+    for pair in scan.pairs:
+        assert pair.image.endswith(".jpg") and pair.mask.endswith(".png")
+        assert pair.image.split("/")[-1][:-4] == pair.mask.split("/")[-1][:-4]
+
+
+def test_flat_layout_uses_root_category(tmp_path):
+    for i in range(3):
+        _pair(tmp_path, None, f"x{i}")
+    scan = data.find_pairs(tmp_path)
+    assert scan.problems == []
+    assert {p.category for p in scan.pairs} == {data.ROOT_CATEGORY}
+
+
+def test_pairing_ignores_case_and_extension(tmp_path):
+    _photo(tmp_path / "Images" / "Cat" / "IMG_01.JPG")
+    _mask(tmp_path / "masks" / "cat" / "img_01.png")
+    scan = data.find_pairs(tmp_path)
+    assert scan.problems == []
+    assert len(scan.pairs) == 1
+
+
+def test_format_is_decided_by_decoding_not_extension(tmp_path):
+    # A PNG photo saved with a .jpg name, a mask with no extension at all.
+    (tmp_path / "Images").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "Images" / "a.jpg", format="PNG")
+    (tmp_path / "Masks").mkdir()
+    Image.new("L", (40, 30), 255).save(tmp_path / "Masks" / "a.bin", format="PNG")
+    scan = data.find_pairs(tmp_path)
+    assert scan.problems == [] and len(scan.pairs) == 1
+
+
+@pytest.mark.parametrize("name", [".DS_Store", "Thumbs.db", "._n_1_00.jpg", "desktop.ini"])
+def test_hidden_and_os_files_are_ignored(clean_root, name):
+    (clean_root / "Images" / "1" / name).write_bytes(b"\x00junk")
+    (clean_root / "Masks" / "1" / name).write_bytes(b"\x00junk")
+    scan = data.find_pairs(clean_root)
+    assert scan.problems == []
+    assert len(scan.pairs) == 40
+
+
+def test_presplit_layout_keeps_given_splits(tmp_path):
+    for split_dir, n in (("train", 4), ("valid", 2), ("test", 1)):
+        for i in range(n):
+            _photo(tmp_path / split_dir / "images" / f"{split_dir}{i}.jpg")
+            _mask(tmp_path / split_dir / "masks" / f"{split_dir}{i}.png")
+    scan = data.find_pairs(tmp_path)
+    assert scan.problems == []
+    splits = data.split_pairs(scan.pairs, 0.1, 0.1, seed=0)
+    counts = {s: sum(p.split == s for p in splits) for s in data.SPLITS}
+    assert counts == {"train": 4, "validation": 2, "test": 1}
+
+
+def test_unknown_layout_is_explained(tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(DataError, match="matches no known layout"):
+        data.find_pairs(tmp_path)
+
+
+def test_missing_masks_folder_is_explained(tmp_path):
+    _photo(tmp_path / "Images" / "a.jpg")
+    with pytest.raises(DataError, match="no Masks/"):
+        data.find_pairs(tmp_path)
+
+
+# --------------------------------------------------------------------------- one test per problem
+
+
+def test_image_without_mask_names_the_file(clean_root):
+    (clean_root / "Masks" / "2" / "n_2_03.png").unlink()
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["missing mask"]
+    assert "Images/2/n_2_03.jpg" in str(scan.problems[0])
+    assert "Masks/2/n_2_03.png" in scan.problems[0].message
+
+
+def test_mask_without_image_names_the_file(clean_root):
+    _mask(clean_root / "Masks" / "3" / "stray.png")
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["missing photo"]
+    assert scan.problems[0].path == "Masks/3/stray.png"
+
+
+def test_undecodable_image_names_the_file(clean_root):
+    (clean_root / "Images" / "1" / "n_1_04.jpg").write_bytes(b"this is not a jpeg")
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["undecodable file"]
+    assert scan.problems[0].path == "Images/1/n_1_04.jpg"
+    assert len(scan.pairs) == 39
+
+
+def test_undecodable_mask_names_the_file(clean_root):
+    (clean_root / "Masks" / "1" / "n_1_05.png").write_bytes(b"\x89PNG broken")
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["undecodable file"]
+    assert scan.problems[0].path == "Masks/1/n_1_05.png"
+
+
+def test_non_image_file_in_images_is_reported_once(clean_root):
+    (clean_root / "Images" / "1" / "notes.txt").write_text("shot on a phone")
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["undecodable file"]
+    assert scan.problems[0].path == "Images/1/notes.txt"
+
+
+def test_size_mismatch_names_both_files(clean_root):
+    _mask(clean_root / "Masks" / "4" / "n_4_01.png", size=(41, 30))
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["size mismatch"]
+    problem = scan.problems[0]
+    assert problem.path == "Images/4/n_4_01.jpg" and "Masks/4/n_4_01.png" in problem.message
+    assert "40x30" in problem.message and "41x30" in problem.message
+
+
+def test_exif_rotated_photo_matches_rotated_mask(tmp_path):
+    # Stored 40x30 with orientation 6 (rotate 90): seen as 30x40, as its mask is.
+    _photo(tmp_path / "Images" / "a.jpg", size=(40, 30), exif_orientation=6)
+    _mask(tmp_path / "Masks" / "a.png", size=(30, 40))
+    scan = data.find_pairs(tmp_path)
+    assert scan.problems == [] and len(scan.pairs) == 1
+
+
+def test_empty_mask_folder_is_one_problem(clean_root):
+    for mask in (clean_root / "Masks" / "2").iterdir():
+        mask.unlink()
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["empty mask folder"]
+    assert scan.problems[0].path == "Masks/2"
+    assert "10 photo(s)" in scan.problems[0].message
+
+
+def test_duplicate_stems_are_reported(clean_root):
+    _photo(clean_root / "Images" / "1" / "n_1_00.png")
+    scan = data.find_pairs(clean_root)
+    assert _kinds(scan) == ["duplicate stem"]
+    assert "Images/1/n_1_00.jpg" in scan.problems[0].message
+    assert "Images/1/n_1_00.png" in scan.problems[0].message
+
+
+def test_no_pairs_at_all(tmp_path):
+    (tmp_path / "Images").mkdir()
+    (tmp_path / "Masks").mkdir()
+    scan = data.find_pairs(tmp_path)
+    assert _kinds(scan) == ["no pairs"]
+
+
+def test_load_splits_lists_every_problem_in_one_error(clean_root):
+    (clean_root / "Masks" / "2" / "n_2_03.png").unlink()
+    (clean_root / "Images" / "1" / "n_1_04.jpg").write_bytes(b"junk")
+    _mask(clean_root / "Masks" / "4" / "n_4_01.png", size=(41, 30))
+    with pytest.raises(DataError) as info:
+        data.load_splits(clean_root)
+    message = str(info.value)
+    for fragment in ("Images/2/n_2_03.jpg", "Images/1/n_1_04.jpg", "Images/4/n_4_01.jpg"):
+        assert fragment in message
+    assert "3 problem(s)" in message and "--on_bad_pair skip" in message
+
+
+def test_load_splits_skip_trains_without_bad_pairs(clean_root):
+    (clean_root / "Masks" / "2" / "n_2_03.png").unlink()
+    dataset_dict, pairs, scan = data.load_splits(clean_root, on_bad_pair="skip")
+    assert len(pairs) == 39 and len(scan.problems) == 1
+    assert sum(len(ds) for ds in dataset_dict.values()) == 39
+
+
+def test_data_root_is_never_modified(clean_root):
+    (clean_root / "Masks" / "2" / "n_2_03.png").unlink()
+    before = {p: p.stat().st_mtime_ns for p in clean_root.rglob("*")}
+    data.load_splits(clean_root, on_bad_pair="skip")
+    data.main([str(clean_root), "--json"])
+    after = {p: p.stat().st_mtime_ns for p in clean_root.rglob("*")}
+    assert after == before
+
+
+# --------------------------------------------------------------------------- masks
+
+
+_TRUTH = np.zeros((6, 8), dtype=np.uint8)
+_TRUTH[1:4, 2:6] = 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: Image.fromarray(_TRUTH * 255, "L"), id="L-0-255"),
+        pytest.param(lambda: Image.fromarray(_TRUTH, "L"), id="L-0-1"),
+        pytest.param(lambda: Image.fromarray(_TRUTH * 255, "L").convert("1"), id="1-bit"),
+        pytest.param(
+            lambda: Image.fromarray(np.stack([_TRUTH * 255] * 3, -1), "RGB"), id="RGB-white"
+        ),
+        pytest.param(
+            lambda: Image.fromarray(np.stack([_TRUTH * 200, _TRUTH * 0, _TRUTH * 0], -1), "RGB"),
+            id="RGB-red",
+        ),
+        pytest.param(
+            lambda: Image.fromarray(
+                np.stack([_TRUTH * 255] * 3 + [np.full_like(_TRUTH, 255)], -1), "RGBA"
+            ),
+            id="RGBA-opaque",
+        ),
+        pytest.param(
+            lambda: Image.fromarray(
+                np.stack([np.full_like(_TRUTH, 255)] * 3 + [_TRUTH * 255], -1), "RGBA"
+            ),
+            id="RGBA-transparent-background",
+        ),
+        pytest.param(lambda: _palette_mask(_TRUTH), id="P-indices"),
+        pytest.param(lambda: _palette_mask(_TRUTH * 7, color=(0, 255, 0)), id="P-colour"),
+        pytest.param(lambda: Image.fromarray(_TRUTH.astype(np.uint16) * 65535), id="16-bit-full"),
+        pytest.param(
+            lambda: Image.fromarray(_TRUTH.astype(np.uint16) * 255), id="16-bit-8bit-data"
+        ),
+        pytest.param(lambda: Image.fromarray(_TRUTH.astype(np.float32)), id="F-0-1"),
+    ],
+)
+def test_every_mask_mode_converts_to_zero_one(make):
+    labels = data.mask_to_labels(make())
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, _TRUTH)
+
+
+def _palette_mask(indices, color=(128, 0, 0)):
+    image = Image.fromarray(indices.astype(np.uint8), "P")
+    palette = [0, 0, 0] + list(color) * 255
+    image.putpalette(palette)
+    return image
+
+
+def test_antialiased_edges_threshold_at_half_range():
+    array = np.array([[0, 100, 127, 128, 200, 255]], dtype=np.uint8)
+    labels = data.mask_to_labels(Image.fromarray(array, "L"))
+    np.testing.assert_array_equal(labels, [[0, 0, 0, 1, 1, 1]])
+
+
+def test_labels_never_contain_255():
+    labels = data.mask_to_labels(Image.fromarray(_TRUTH * 255, "L"))
+    assert set(np.unique(labels)) <= {data.BACKGROUND, data.NAIL}
+
+
+def test_load_image_applies_exif_and_rgb(tmp_path):
+    path = tmp_path / "rot.jpg"
+    _photo(path, size=(40, 30), exif_orientation=6)
+    image = data.load_image(path)
+    assert image.mode == "RGB" and image.size == (30, 40)
+
+
+def test_load_image_error_names_the_file(tmp_path):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(b"nope")
+    with pytest.raises(data.ImageReadError, match="bad.jpg"):
+        data.load_image(path)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _pairs(counts):
+    return [
+        Pair(f"/d/Images/{c}/{i}.jpg", f"/d/Masks/{c}/{i}.png", c)
+        for c, n in counts.items()
+        for i in range(n)
+    ]
+
+
+def test_split_is_stratified_by_category():
+    pairs = data.split_pairs(_pairs({"1": 50, "2": 30, "3": 20}), 0.2, 0.1, seed=1)
+    for category, n in (("1", 50), ("2", 30), ("3", 20)):
+        members = [p for p in pairs if p.category == category]
+        assert sum(p.split == "validation" for p in members) == round(n * 0.2)
+        assert sum(p.split == "test" for p in members) == round(n * 0.1)
+
+
+def test_split_is_deterministic_and_order_independent():
+    pairs = _pairs({"1": 40, "2": 40})
+    first = data.split_pairs(pairs, 0.1, 0.1, seed=7)
+    again = data.split_pairs(list(reversed(pairs)), 0.1, 0.1, seed=7)
+    other = data.split_pairs(pairs, 0.1, 0.1, seed=8)
+    assert first == again
+    assert first != other
+
+
+def test_split_of_one_category_does_not_depend_on_others():
+    alone = [p for p in data.split_pairs(_pairs({"1": 30}), 0.2, 0.1, seed=3)]
+    together = [
+        p
+        for p in data.split_pairs(_pairs({"1": 30, "2": 9}), 0.2, 0.1, seed=3)
+        if p.category == "1"
+    ]
+    assert alone == together
+
+
+def test_tiny_category_keeps_a_training_pair():
+    pairs = data.split_pairs(_pairs({"1": 1, "2": 2}), 0.5, 0.4, seed=0)
+    assert [p.split for p in pairs if p.category == "1"] == ["train"]
+
+
+@pytest.mark.parametrize("val,test", [(-0.1, 0.1), (1.0, 0.0), (0.6, 0.4)])
+def test_bad_fractions_are_rejected(val, test):
+    with pytest.raises(ValueError, match="fraction"):
+        data.split_pairs(_pairs({"1": 10}), val, test)
+
+
+def test_manifest_round_trip_reproduces_the_split(clean_root, tmp_path):
+    _, pairs, _ = data.load_splits(clean_root, seed=5)
+    manifest = tmp_path / "split.csv"
+    data.write_manifest(pairs, manifest, clean_root)
+    rows = list(csv.DictReader(open(manifest)))
+    assert set(rows[0]) == {"image", "mask", "category", "split"}
+    assert rows[0]["image"].startswith("Images/")  # relative, so the manifest travels
+    _, again, scan = data.load_splits(clean_root, seed=99, manifest=manifest)
+    assert scan is None and again == pairs
+
+
+def test_manifest_with_missing_file_is_rejected(clean_root, tmp_path):
+    _, pairs, _ = data.load_splits(clean_root)
+    manifest = tmp_path / "split.csv"
+    data.write_manifest(pairs, manifest, clean_root)
+    (clean_root / "Images" / "1" / "n_1_00.jpg").unlink()
+    with pytest.raises(DataError, match="n_1_00.jpg does not exist"):
+        data.read_manifest(manifest, clean_root)
+
+
+# --------------------------------------------------------------------------- DatasetDict
+
+
+def test_dataset_dict_features_and_lazy_decoding(clean_root):
+    from datasets import ClassLabel
+    from datasets import Image as ImageFeature
+
+    dataset_dict, _, _ = data.load_splits(clean_root)
+    assert set(dataset_dict) == {"train", "validation", "test"}
+    train = dataset_dict["train"]
+    assert isinstance(train.features["image"], ImageFeature)
+    assert isinstance(train.features["label"], ImageFeature)
+    assert isinstance(train.features["category"], ClassLabel)
+    assert train.features["category"].names == ["1", "2", "3", "4"]
+    # Only paths are stored: no pixel bytes in the Arrow table.
+    raw = train.data.column("image").to_pylist()[0]
+    assert raw["bytes"] is None and raw["path"].endswith(".jpg")
+    assert train.data.nbytes < 20_000
+    # Decoding happens on access.
+    assert train[0]["image"].size == (40, 30)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_check_cli_prints_summary(clean_root, capsys):
+    assert data.main([str(clean_root)]) == 0
+    out = capsys.readouterr().out
+    assert "40 pair(s)" in out and "nail frac" in out and "problems: 0" in out
+
+
+def test_check_cli_json_and_nonzero_exit_on_problems(clean_root, capsys):
+    (clean_root / "Masks" / "2" / "n_2_03.png").unlink()
+    (clean_root / "Images" / "3" / "n_3_02.jpg").write_bytes(b"junk")
+    assert data.main([str(clean_root), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    paths = {p["path"] for p in summary["problems"]}
+    assert paths == {"Images/2/n_2_03.jpg", "Images/3/n_3_02.jpg"}
+    assert summary["per_category"]["1"]["train"] > 0
+    assert 0 < summary["nail_fraction"]["1"]["mean"] < 1
+
+
+def test_check_cli_finds_truncated_photo(clean_root, capsys):
+    # Header intact, pixel data cut: only a full decode notices.
+    path = clean_root / "Images" / "1" / "n_1_01.jpg"
+    noise = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert data.find_pairs(clean_root).problems == []
+    assert data.main([str(clean_root), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert any("n_1_01.jpg" in p["message"] for p in summary["problems"])
+
+
+def test_check_cli_unreadable_root_exits_2(tmp_path, capsys):
+    assert data.main([str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
