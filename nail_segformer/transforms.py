@@ -1,0 +1,207 @@
+"""Albumentations augmentations and ``SegformerImageProcessor`` glue, applied on the fly.
+
+Backend choice: transformers 5 ships two Segformer processors, a torchvision one and a PIL one
+(``SegformerImageProcessorPil``), and falls back to PIL with a warning when torchvision is
+missing. We always use the PIL backend: it needs no torchvision (whose PyPI wheels do not import
+beside CPU-only torch builds), and it is what ``pipeline("image-segmentation")`` runs on such a
+machine, so the evaluation transform below is byte-for-byte what inference does there. The saved
+``preprocessor_config.json`` is backend-neutral; with torchvision installed, ``AutoImageProcessor``
+picks the torchvision backend, whose bilinear resize differs from PIL's by rounding only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nail_segformer.data import IGNORE_INDEX, ImageReadError, load_image, load_labels
+
+__all__ = [
+    "load_image_processor",
+    "processor_size",
+    "build_train_transforms",
+    "SegmentationTransform",
+    "attach_transforms",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def load_image_processor(
+    source: str | os.PathLike | None = None, size: int | None = None, **hub_kwargs: Any
+):
+    """Load (or create) the PIL-backend ``SegformerImageProcessor`` for this package's labels.
+
+    Args:
+        source: a checkpoint folder or Hub id holding ``preprocessor_config.json``; ``None``
+            builds the SegFormer defaults (ImageNet mean/std, 512x512).
+        size: if given, the square side the processor resizes to, overriding the saved size.
+        **hub_kwargs: passed to ``from_pretrained`` (``local_files_only``, ``revision``, ...).
+
+    Returns:
+        A processor with ``do_reduce_labels=False`` whatever the checkpoint said: our masks are
+        0/1, and label reduction would turn background into "ignore" (ADE20k checkpoints such as
+        ``nvidia/segformer-b4-finetuned-ade-512-512`` save it switched on).
+    """
+    from transformers import SegformerImageProcessorPil
+
+    overrides: dict[str, Any] = {"do_reduce_labels": False}
+    if size is not None:
+        if size < 32 or size % 32:
+            raise ValueError(f"--image_size must be a multiple of 32 and at least 32, got {size}")
+        overrides["size"] = {"height": size, "width": size}
+    if source is None:
+        return SegformerImageProcessorPil(**overrides)
+    return SegformerImageProcessorPil.from_pretrained(str(source), **overrides, **hub_kwargs)
+
+
+def processor_size(processor) -> tuple[int, int]:
+    """``(height, width)`` the processor resizes to."""
+    size = processor.size
+    if hasattr(size, "height"):  # SizeDict
+        return int(size.height), int(size.width)
+    return int(size["height"]), int(size["width"])
+
+
+def build_train_transforms(
+    height: int,
+    width: int,
+    scale: tuple[float, float] = (0.3, 1.0),
+    hflip: float = 0.5,
+    rotate_limit: float = 15.0,
+    rotate_p: float = 0.5,
+    color_p: float = 0.5,
+    blur_p: float = 0.2,
+    compression_p: float = 0.2,
+):
+    """Augmentations for hand photos, applied jointly to photo and mask.
+
+    A random crop of 30-100% of the photo's area (aspect 3:4 to 4:3) resized to the model's
+    input size, so small nails are sometimes seen large; horizontal flips (left and right hands
+    are mirror images); small rotations, since photos are taken at any wrist angle; colour jitter
+    for skin tones and lighting; blur and JPEG compression as phones produce them. Pixels that a
+    rotation brings in are labelled ``IGNORE_INDEX`` rather than background, so the model is not
+    taught that the black border is "not nail". Masks always use nearest-neighbour interpolation.
+
+    Args:
+        height: output height in pixels (the processor's size).
+        width: output width in pixels.
+        scale: range of the crop's area as a fraction of the photo's.
+        hflip: probability of a horizontal flip.
+        rotate_limit: largest rotation in degrees, either way.
+        rotate_p: probability of a rotation.
+        color_p: probability of colour jitter.
+        blur_p: probability of a Gaussian or motion blur.
+        compression_p: probability of JPEG re-compression.
+
+    Returns:
+        An ``albumentations.Compose`` taking ``image`` (H, W, 3 uint8) and ``mask`` (H, W uint8).
+    """
+    import albumentations as A
+    import cv2
+
+    for name, p in (
+        ("hflip", hflip),
+        ("rotate_p", rotate_p),
+        ("color_p", color_p),
+        ("blur_p", blur_p),
+        ("compression_p", compression_p),
+    ):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+    return A.Compose(
+        [
+            A.RandomResizedCrop(size=(height, width), scale=scale, ratio=(3 / 4, 4 / 3)),
+            A.HorizontalFlip(p=hflip),
+            A.Affine(
+                rotate=(-rotate_limit, rotate_limit),
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=IGNORE_INDEX,
+                p=rotate_p,
+            ),
+            A.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03, p=color_p),
+            A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7))], p=blur_p),
+            A.ImageCompression(quality_range=(50, 95), p=compression_p),
+        ],
+        seed=None,
+    )
+
+
+class SegmentationTransform:
+    """Batch transform for ``Dataset.set_transform``: files -> ``pixel_values`` and ``labels``.
+
+    Reads the ``image``/``label`` columns as undecoded ``datasets.Image`` values (paths), loads
+    them with :func:`nail_segformer.data.load_image` / ``load_labels`` (EXIF rotation, any mask
+    mode to {0, 1}), applies ``augment`` if given, then the processor.
+
+    Args:
+        processor: a Segformer image processor (see :func:`load_image_processor`).
+        augment: an albumentations pipeline for training; ``None`` for evaluation, which is then
+            exactly the processor's own resize and normalisation, as at inference.
+    """
+
+    def __init__(self, processor, augment: Callable | None = None):
+        self.processor = processor
+        self.augment = augment
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        images, masks = [], []
+        for image_value, label_value in zip(batch["image"], batch["label"], strict=True):
+            image_path, mask_path = _path_of(image_value), _path_of(label_value)
+            image = load_image(image_path)
+            labels = load_labels(mask_path)
+            if labels.shape != (image.height, image.width):
+                raise ImageReadError(
+                    f"mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but photo "
+                    f"{image_path} is {image.width}x{image.height}; re-export the mask at the "
+                    "photo's size"
+                )
+            if self.augment is not None:
+                out = self.augment(image=np.asarray(image), mask=labels)
+                images.append(out["image"])
+                masks.append(out["mask"])
+            else:
+                images.append(image)
+                masks.append(labels)
+        encoded = self.processor(
+            images=images, segmentation_maps=masks, do_reduce_labels=False, return_tensors="np"
+        )
+        return {
+            "pixel_values": list(encoded["pixel_values"].astype(np.float32)),
+            "labels": list(encoded["labels"].astype(np.int64)),
+        }
+
+
+def _path_of(value) -> str:
+    """The file path of an undecoded ``datasets.Image`` value (or of a plain path)."""
+    if isinstance(value, dict):
+        if value.get("path"):
+            return value["path"]
+        raise ValueError(
+            "image values must reference files on disk; embedded bytes are not supported"
+        )
+    return str(value)
+
+
+def attach_transforms(dataset_dict, processor, train_augment: Callable | None):
+    """Return a copy of ``dataset_dict`` with on-the-fly transforms attached.
+
+    ``train`` gets ``train_augment`` (if any); every other split gets the deterministic
+    evaluation transform. Images are cast to undecoded paths so that each file is read once,
+    by our loaders, with errors that name it. Nothing is precomputed or cached.
+    """
+    from datasets import Image as ImageFeature
+
+    out = {}
+    for split, dataset in dataset_dict.items():
+        dataset = dataset.cast_column("image", ImageFeature(decode=False))
+        dataset = dataset.cast_column("label", ImageFeature(decode=False))
+        augment = train_augment if split == "train" else None
+        dataset.set_transform(SegmentationTransform(processor, augment))
+        out[split] = dataset
+    return type(dataset_dict)(out)
