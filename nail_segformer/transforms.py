@@ -77,6 +77,7 @@ def build_train_transforms(
     color_p: float = 0.5,
     blur_p: float = 0.2,
     compression_p: float = 0.2,
+    seed: int | None = None,
 ):
     """Augmentations for hand photos, applied jointly to photo and mask.
 
@@ -97,6 +98,7 @@ def build_train_transforms(
         color_p: probability of colour jitter.
         blur_p: probability of a Gaussian or motion blur.
         compression_p: probability of JPEG re-compression.
+        seed: seed of the pipeline's random generator; ``None`` draws one.
 
     Returns:
         An ``albumentations.Compose`` taking ``image`` (H, W, 3 uint8) and ``mask`` (H, W uint8).
@@ -128,7 +130,7 @@ def build_train_transforms(
             A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 7))], p=blur_p),
             A.ImageCompression(quality_range=(50, 95), p=compression_p),
         ],
-        seed=None,
+        seed=seed,
     )
 
 

@@ -68,7 +68,7 @@ def test_image_and_mask_stay_aligned_under_augmentation(tmp_path, processor):
     image, mask = _asymmetric(96)
     image_value, mask_value = _write_pair(tmp_path, "a", image, mask)
     augment = transforms.build_train_transforms(
-        64, 64, hflip=1.0, rotate_p=1.0, color_p=0.0, blur_p=0.0, compression_p=0.0
+        64, 64, hflip=1.0, rotate_p=1.0, color_p=0.0, blur_p=0.0, compression_p=0.0, seed=0
     )
     transform = transforms.SegmentationTransform(processor, augment)
     mean, std = processor.image_mean[0], processor.image_std[0]
