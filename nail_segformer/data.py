@@ -103,6 +103,30 @@ def _validate_fractions(validation_fraction: float, test_fraction: float) -> Non
         )
 
 
+def _allocate(
+    sizes: dict[str, int], fraction: float, capacity: dict[str, int], seed: int
+) -> dict[str, int]:
+    """Split ``round(total * fraction)`` items over categories in proportion to their sizes.
+
+    Largest-remainder rounding: each category gets the floor of its exact share, and the items
+    left over go to the categories with the largest remainders (ties in a seeded order), never
+    more than a category's ``capacity``. So small categories still contribute when the total
+    asks for it, and the split sizes match the fractions as closely as integers allow.
+    """
+    exact = {c: n * fraction for c, n in sizes.items()}
+    counts = {c: min(int(exact[c]), capacity[c]) for c in sizes}
+    left = min(round(sum(sizes.values()) * fraction), sum(capacity.values())) - sum(counts.values())
+    names = sorted(sizes)
+    tie_break = dict(zip(names, np.random.default_rng(seed).permutation(len(names)), strict=True))
+    ranked = sorted(names, key=lambda c: (int(exact[c]) - exact[c], tie_break[c]))
+    while left > 0 and any(counts[c] < capacity[c] for c in ranked):
+        for category in ranked:
+            if left > 0 and counts[category] < capacity[category]:
+                counts[category] += 1
+                left -= 1
+    return counts
+
+
 def split_pairs(
     pairs: Sequence[Pair],
     validation_fraction: float = 0.1,
@@ -111,11 +135,11 @@ def split_pairs(
 ) -> list[Pair]:
     """Assign train/validation/test, stratified by category and deterministic.
 
-    Pairs that already carry a split (pre-split layout) keep it. Within each category the pairs
-    are sorted by path, then shuffled by a generator seeded from ``seed`` and the category name,
-    so the split depends neither on file-system order nor on which other categories exist. Each
-    category gives ``round(n * fraction)`` pairs to validation and to test, always leaving at
-    least one to train.
+    Pairs that already carry a split (pre-split layout) keep it. Validation and test sizes are
+    ``round(total * fraction)``, shared out over categories in proportion to their sizes
+    (largest remainder), always leaving at least one pair of each category to train. Within a
+    category the pairs are sorted by path, then shuffled by a generator seeded from ``seed`` and
+    the category name, so the split does not depend on file-system order.
     """
     _validate_fractions(validation_fraction, test_fraction)
     by_category: dict[str, list[Pair]] = defaultdict(list)
@@ -125,15 +149,19 @@ def split_pairs(
             out.append(pair)
         else:
             by_category[pair.category].append(pair)
+    sizes = {c: len(members) for c, members in by_category.items()}
+    n_val = _allocate(
+        sizes, validation_fraction, {c: max(n - 1, 0) for c, n in sizes.items()}, seed
+    )
+    n_test = _allocate(
+        sizes, test_fraction, {c: max(n - 1 - n_val[c], 0) for c, n in sizes.items()}, seed + 1
+    )
     for category in sorted(by_category):
         members = sorted(by_category[category], key=lambda p: (p.image.lower(), p.image))
         rng = np.random.default_rng([seed, zlib.crc32(category.encode())])
-        order = rng.permutation(len(members))
-        n = len(members)
-        n_val = min(round(n * validation_fraction), max(n - 1, 0))
-        n_test = min(round(n * test_fraction), max(n - 1 - n_val, 0))
-        for rank, index in enumerate(order):
-            split = "validation" if rank < n_val else "test" if rank < n_val + n_test else "train"
+        first_test, first_train = n_val[category], n_val[category] + n_test[category]
+        for rank, index in enumerate(rng.permutation(len(members))):
+            split = "validation" if rank < first_test else "test" if rank < first_train else "train"
             out.append(Pair(**{**asdict(members[index]), "split": split}))
     return sorted(out, key=lambda p: (SPLITS.index(p.split), p.category, p.image))
 

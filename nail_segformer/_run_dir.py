@@ -1,0 +1,174 @@
+"""The output folder of a run: refuse, resume or move aside, and the model card's context.
+
+Rules (decided before anything is written):
+
+- missing or empty folder: a new run;
+- ``--resume_from_checkpoint DIR``: resume from DIR, which must be a complete checkpoint;
+- a folder holding a complete ``checkpoint-N``: resume from the newest complete one (a checkpoint
+  left half-written by a crash is skipped with a warning);
+- any other non-empty folder: refuse, unless ``--overwrite_output_dir``, which moves the old
+  content to a sibling ``<output_dir>.bak-<time>`` folder: nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+
+__all__ = [
+    "RunDirError",
+    "CardContext",
+    "is_complete_checkpoint",
+    "find_last_checkpoint",
+    "prepare_output_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# Written by Trainer._save_checkpoint; trainer_state.json comes last, after the weights.
+_CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json")
+
+
+class RunDirError(RuntimeError):
+    """The output folder cannot be used as asked; the message says what to pass instead."""
+
+
+def is_complete_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` holds every file of a checkpoint and they parse.
+
+    Checks the presence of config, weights and trainer state, that the JSON files parse and
+    that the weights file is whole.
+    """
+    path = Path(path)
+    if not all((path / name).is_file() for name in _CHECKPOINT_FILES):
+        return False
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+        json.loads((path / "config.json").read_text())
+        # safetensors checks on open that the header's offsets cover the file exactly, so a
+        # file cut short by a crash fails here.
+        with safe_open(path / "model.safetensors", framework="pt") as weights:
+            names = list(weights.keys())
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        logger.warning("checkpoint %s is damaged (%s)", path, err)
+        return False
+    return bool(names)
+
+
+def find_last_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``output_dir``; incomplete ones are skipped."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    candidates = sorted(
+        (int(m.group(1)), p)
+        for p in output_dir.iterdir()
+        if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))
+    )
+    for _, path in reversed(candidates):
+        if is_complete_checkpoint(path):
+            return path
+        logger.warning("skipping %s: it is incomplete (a crash during save?)", path)
+    return None
+
+
+def _move_aside(output_dir: Path) -> Path:
+    backup = output_dir.with_name(f"{output_dir.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+    suffix = 1
+    while backup.exists():
+        backup = backup.with_name(f"{backup.name}-{suffix}")
+        suffix += 1
+    shutil.move(str(output_dir), str(backup))
+    logger.warning(
+        "--overwrite_output_dir: moved the previous content of %s to %s", output_dir, backup
+    )
+    return backup
+
+
+def prepare_output_dir(training_args) -> str | None:
+    """Apply the rules in this module's docstring; return the checkpoint to resume from.
+
+    The main process decides and acts first; the others then see the same folder.
+
+    Raises:
+        RunDirError: the folder holds something else and ``--overwrite_output_dir`` is not set,
+            or ``--resume_from_checkpoint`` is not a complete checkpoint.
+    """
+    output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="prepare output_dir", local=False):
+        requested = training_args.resume_from_checkpoint
+        if requested:
+            if not is_complete_checkpoint(requested):
+                raise RunDirError(
+                    f"--resume_from_checkpoint {requested} is not a complete checkpoint folder "
+                    "(it needs config.json, model.safetensors and trainer_state.json)"
+                )
+            output_dir.mkdir(parents=True, exist_ok=True)
+            return str(requested)
+        if output_dir.is_dir() and any(output_dir.iterdir()):
+            if training_args.overwrite_output_dir:
+                if training_args.should_save:
+                    _move_aside(output_dir)
+            else:
+                last = find_last_checkpoint(output_dir)
+                if last is not None:
+                    logger.info("resuming from %s", last)
+                    return str(last)
+                raise RunDirError(
+                    f"output_dir {output_dir} is not empty and holds no complete checkpoint to "
+                    "resume from. Choose another --output_dir, or pass --overwrite_output_dir to "
+                    f"start afresh (the current content is then moved to {output_dir.name}.bak-<time>)."
+                )
+        output_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+@dataclass
+class CardContext:
+    """What the model card needs, gathered during a run; ``write`` renders it to a folder."""
+
+    model_args: Any
+    training_args: Any
+    dataset_dict: Any
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def write(self, output_dir: str) -> None:
+        from nail_segformer.card import write_model_card
+        from nail_segformer.data import ID2LABEL
+
+        ta, ma = self.training_args, self.model_args
+        hyperparameters = {
+            "learning_rate": ta.learning_rate,
+            "train_batch_size": ta.per_device_train_batch_size,
+            "gradient_accumulation_steps": ta.gradient_accumulation_steps,
+            "num_epochs": ta.num_train_epochs,
+            "warmup_steps": ta.warmup_steps,
+            "lr_scheduler_type": str(getattr(ta.lr_scheduler_type, "value", ta.lr_scheduler_type)),
+            "weight_decay": ta.weight_decay,
+            "loss": ma.loss,
+            "class_weights": ma.class_weights,
+            "seed": ta.seed,
+        }
+        train = self.dataset_dict["train"]
+        write_model_card(
+            output_dir,
+            model_id=ta.hub_model_id or Path(ta.output_dir).name,
+            base_model=None if ma.from_scratch_preset else ma.model_name_or_path,
+            preset=ma.from_scratch_preset,
+            id2label=ID2LABEL,
+            metrics=self.metrics,
+            data_summary={
+                "pairs": {split: len(ds) for split, ds in self.dataset_dict.items()},
+                "categories": train.features["category"].names,
+            },
+            hyperparameters=hyperparameters,
+        )

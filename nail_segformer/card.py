@@ -1,0 +1,164 @@
+"""The model card (README.md with YAML metadata) written next to a trained model and pushed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from nail_segformer.model import NVIDIA_LICENSE_NOTE
+
+__all__ = ["render_model_card", "write_model_card"]
+
+logger = logging.getLogger(__name__)
+
+_METRIC_ROWS = (
+    ("iou_nail", "IoU (nail)"),
+    ("iou_background", "IoU (background)"),
+    ("mean_iou", "mean IoU"),
+    ("nail_dice", "Dice / F1 (nail)"),
+    ("nail_precision", "precision (nail)"),
+    ("nail_recall", "recall (nail)"),
+    ("overall_accuracy", "pixel accuracy"),
+)
+
+
+def _license_fields(base_model: str | None) -> dict[str, str]:
+    if base_model and base_model.startswith("nvidia/"):
+        return {
+            "license": "other",
+            "license_name": "nvidia-segformer",
+            "license_link": "https://github.com/NVlabs/SegFormer/blob/master/LICENSE",
+        }
+    return {"license": "unknown"}
+
+
+def _metric_table(metrics: dict[str, dict[str, float]]) -> str:
+    splits = [s for s in ("validation", "test") if metrics.get(s)]
+    if not splits:
+        return "No evaluation was run."
+    lines = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    for key, title in _METRIC_ROWS:
+        values = [metrics[s].get(key) for s in splits]
+        if all(v is None for v in values):
+            continue
+        cells = ["-" if v is None else f"{v:.4f}" for v in values]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_model_card(
+    *,
+    model_id: str,
+    base_model: str | None,
+    preset: str | None,
+    id2label: dict[int, str],
+    metrics: dict[str, dict[str, float]],
+    data_summary: dict[str, Any],
+    hyperparameters: dict[str, Any],
+):
+    """Build a ``huggingface_hub.ModelCard``.
+
+    Args:
+        model_id: the Hub id (or folder name) the card describes.
+        base_model: the checkpoint fine-tuned from; ``None`` when trained from scratch.
+        preset: the from-scratch size (``mit-b0`` ...), if any.
+        id2label: label names of the head.
+        metrics: per split (``validation``, ``test``), metric name to value.
+        data_summary: ``pairs`` per split and ``categories`` (shown as a table).
+        hyperparameters: name to value, shown as a list.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    eval_results = [
+        EvalResult(
+            task_type="image-segmentation",
+            dataset_type="imagefolder",
+            dataset_name="nail segmentation",
+            dataset_split=split,
+            metric_type=key,
+            metric_name=title,
+            metric_value=float(values[key]),
+        )
+        for split, values in metrics.items()
+        for key, title in _METRIC_ROWS
+        if values.get(key) is not None
+    ]
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-segmentation",
+        tags=["segformer", "semantic-segmentation", "nail-segmentation", "nail_segformer"],
+        base_model=base_model,
+        model_name=model_id,
+        eval_results=eval_results or None,
+        **_license_fields(base_model),
+    )
+    origin = (
+        f"a fine-tuned version of [{base_model}](https://huggingface.co/{base_model})"
+        if base_model
+        else f"a SegFormer ({preset or 'custom'} size) trained from scratch"
+    )
+    labels = ", ".join(f"`{i}`: {name}" for i, name in sorted(id2label.items()))
+    split_rows = "\n".join(f"| {s} | {n} |" for s, n in data_summary.get("pairs", {}).items())
+    hyper = "\n".join(f"- {k}: {v}" for k, v in hyperparameters.items())
+    licence = (
+        NVIDIA_LICENSE_NOTE
+        if base_model and base_model.startswith("nvidia/")
+        else (
+            "The licence of these weights follows the licence of the data they were trained on; "
+            "set it in this card's metadata before sharing."
+        )
+    )
+    body = f"""
+# {model_id}
+
+This model is {origin} for nail segmentation: every pixel of a hand photo is labelled
+{labels}. It was trained with the `nail_segformer` package and the Hugging Face `Trainer`.
+
+## Results
+
+{_metric_table(metrics)}
+
+Metrics are computed over whole splits (intersections and unions summed over all images) at the
+image processor's resolution, with 255 as the ignore index.
+
+## Data
+
+Photos and masks from an `Images/<category>/` + `Masks/<category>/` folder
+(categories: {", ".join(map(str, data_summary.get("categories", []))) or "none"}), split
+stratified by category; the exact split is in `split_manifest.csv`.
+
+| split | pairs |
+|---|---|
+{split_rows}
+
+## Training hyperparameters
+
+{hyper}
+
+## Usage
+
+```python
+from transformers import pipeline
+
+segmenter = pipeline("image-segmentation", model="{model_id}")
+masks = segmenter("hand.jpg")  # one entry per label, each with a PIL mask
+nail_mask = next(m["mask"] for m in masks if m["label"] == "nail")
+```
+
+or, with this package, `python -m nail_segformer.predict --model {model_id} --input photos/ --output out/`.
+
+## Licence
+
+{licence}
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def write_model_card(output_dir: str | os.PathLike, **card_fields: Any) -> Path:
+    """Render the card (see :func:`render_model_card`) to ``output_dir/README.md``."""
+    path = Path(output_dir) / "README.md"
+    render_model_card(**card_fields).save(path)
+    logger.info("wrote model card %s", path)
+    return path

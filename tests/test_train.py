@@ -1,0 +1,278 @@
+"""Arguments, output-folder rules, and an end-to-end tiny training run."""
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import tiny_run_argv
+
+from nail_segformer import _run_dir, train
+from nail_segformer._trainer import load_checkpoint_weights
+from nail_segformer.model import build_model
+
+# --------------------------------------------------------------------------- arguments
+
+
+def test_yaml_config_with_flag_override(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        "data_root: /data/nails\nlearning_rate: 0.001\nloss: dice_ce\nnum_train_epochs: 3\n"
+    )
+    data_args, model_args, training_args = train.parse_args([str(config), "--learning_rate", "0.5"])
+    assert data_args.data_root == "/data/nails"
+    assert model_args.loss == "dice_ce"
+    assert training_args.num_train_epochs == 3
+    assert training_args.learning_rate == 0.5  # the flag wins over the file
+
+
+def test_json_config(tmp_path):
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"data_root": "d", "from_scratch_preset": "mit-b0"}))
+    data_args, model_args, _ = train.parse_args([str(config)])
+    assert model_args.from_scratch_preset == "mit-b0"
+
+
+def test_unknown_config_key_is_rejected(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text("data_root: d\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        train.parse_args([str(config)])
+
+
+def test_defaults_suit_segformer_fine_tuning():
+    _, model_args, training_args = train.parse_args(["--data_root", "d"])
+    assert model_args.model_name_or_path == "nvidia/segformer-b4-finetuned-ade-512-512"
+    assert training_args.learning_rate == 6e-5
+    assert training_args.remove_unused_columns is False
+    assert training_args.batch_eval_metrics is True
+    assert training_args.load_best_model_at_end is True
+    assert training_args.metric_for_best_model == "iou_nail"
+    assert training_args.average_tokens_across_devices is False
+    assert training_args.eval_strategy == "epoch" and training_args.save_strategy == "epoch"
+
+
+def test_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    out = capsys.readouterr().out
+    for flag in (
+        "--data_root",
+        "--from_scratch_preset",
+        "--loss",
+        "--class_weights",
+        "--on_bad_pair",
+        "--learning_rate",
+        "--push_to_hub",
+        "--overwrite_output_dir",
+    ):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"data_root": None}, "--data_root is required"),
+        ({"synthetic_samples": -1}, "synthetic_samples"),
+        ({"on_bad_pair": "ignore"}, "on_bad_pair"),
+        ({"image_size": 100}, "multiple of 32"),
+        ({"crop_scale_min": 0.0}, "crop_scale_min"),
+        ({"hflip_probability": 1.5}, "hflip_probability"),
+        ({"rotate_limit": 200.0}, "rotate_limit"),
+        ({"max_train_samples": 0}, "max_train_samples"),
+        ({"manifest": "/nonexistent.csv"}, "manifest"),
+    ],
+)
+def test_data_argument_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.DataArguments(**{"data_root": "d", **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"from_scratch_preset": "mit-b9"}, "from_scratch_preset"),
+        ({"loss": "hinge"}, "--loss"),
+        ({"class_weights": "1,2,3"}, "class_weights"),
+        ({"class_weights": "heavy"}, "class_weights"),
+        ({"class_weights": "1,-2"}, "class_weights"),
+        ({"dice_weight": -1.0}, "dice_weight"),
+    ],
+)
+def test_model_argument_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.ModelArguments(**kwargs)
+
+
+# --------------------------------------------------------------------------- output folder
+
+
+def _args(output_dir, **kwargs):
+    _, _, training_args = train.parse_args(
+        ["--data_root", "d", "--output_dir", str(output_dir), "--use_cpu", "true"]
+    )
+    for key, value in kwargs.items():
+        setattr(training_args, key, value)
+    return training_args
+
+
+def _fake_checkpoint(path, complete=True):
+    model = build_model("tiny", seed=0)
+    model.save_pretrained(path)
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+    return path
+
+
+def test_new_output_dir_is_created(tmp_path):
+    assert _run_dir.prepare_output_dir(_args(tmp_path / "run")) is None
+    assert (tmp_path / "run").is_dir()
+
+
+def test_foreign_nonempty_output_dir_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(_run_dir.RunDirError, match="--overwrite_output_dir"):
+        _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_moves_old_content_aside(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert _run_dir.prepare_output_dir(_args(tmp_path / "run", overwrite_output_dir=True)) is None
+    backups = list(tmp_path.glob("run.bak-*"))
+    assert len(backups) == 1 and (backups[0] / "notes.txt").read_text() == "mine"
+    assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_resumes_from_newest_complete_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    _fake_checkpoint(run / "checkpoint-2")
+    _fake_checkpoint(run / "checkpoint-10")
+    _fake_checkpoint(run / "checkpoint-12", complete=False)  # crashed mid-save
+    assert _run_dir.prepare_output_dir(_args(run)) == str(run / "checkpoint-10")
+
+
+def test_truncated_weights_make_a_checkpoint_incomplete(tmp_path):
+    path = _fake_checkpoint(tmp_path / "checkpoint-3")
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    assert not _run_dir.is_complete_checkpoint(path)
+
+
+def test_explicit_resume_must_be_complete(tmp_path):
+    path = _fake_checkpoint(tmp_path / "checkpoint-3", complete=False)
+    with pytest.raises(_run_dir.RunDirError, match="not a complete checkpoint"):
+        _run_dir.prepare_output_dir(_args(tmp_path / "run", resume_from_checkpoint=str(path)))
+
+
+# --------------------------------------------------------------------------- checkpoint loading
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_checkpoint_loading_restores_every_tensor(tmp_path):
+    """Guards against transformers #43701: legacy key names restored only 8 of 124 tensors."""
+    saved = build_model("tiny", seed=1)
+    with torch.no_grad():  # fresh biases and norms are 0/1 in every model: make each tensor unique
+        for tensor in saved.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(torch.rand_like(tensor))
+    saved.save_pretrained(tmp_path / "ckpt")
+    target = build_model("tiny", seed=2)
+    before = _state(target)
+    load_checkpoint_weights(target, tmp_path / "ckpt")
+    after, expected = _state(target), _state(saved)
+    assert after.keys() == expected.keys()
+    changed = [k for k in after if not torch.equal(before[k], expected[k])]
+    floating = [k for k, v in after.items() if v.is_floating_point()]
+    assert len(after) == 124 and changed == floating and len(floating) > 100
+    for key in after:
+        assert torch.equal(after[key], expected[key]), key
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_end_to_end_run_writes_a_usable_model(tiny_run_dir):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        "split_manifest.csv",
+        "all_results.json",
+        "run_args.json",
+        "trainer_state.json",
+    ):
+        assert (tiny_run_dir / name).is_file(), name
+    config = json.loads((tiny_run_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "background", "1": "nail"}
+    processor = json.loads((tiny_run_dir / "preprocessor_config.json").read_text())
+    assert processor["do_reduce_labels"] is False
+
+
+def test_end_to_end_metrics_are_complete_and_in_range(tiny_run_dir):
+    results = json.loads((tiny_run_dir / "all_results.json").read_text())
+    for split in ("validation", "test"):
+        for key in (
+            "mean_iou",
+            "iou_background",
+            "iou_nail",
+            "nail_dice",
+            "nail_precision",
+            "nail_recall",
+            "overall_accuracy",
+        ):
+            value = results[f"{split}_{key}"]
+            assert 0.0 <= value <= 1.0 and not math.isnan(value), (split, key, value)
+
+
+def test_end_to_end_loss_goes_down(tiny_run_dir):
+    history = json.loads((tiny_run_dir / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert len(losses) >= 6
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+
+def test_end_to_end_model_card(tiny_run_dir):
+    card = (tiny_run_dir / "README.md").read_text()
+    assert card.startswith("---\n") and "pipeline_tag: image-segmentation" in card
+    assert "iou_nail" in card and "## Usage" in card and "## Licence" in card
+
+
+def test_run_output_loads_in_pipeline_and_auto_model(tiny_run_dir, synthetic_root):
+    from PIL import Image
+    from transformers import AutoModelForSemanticSegmentation, pipeline
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(tiny_run_dir)
+    assert model.config.num_labels == 2
+    segmenter = pipeline("image-segmentation", model=str(tiny_run_dir))
+    photo = next((synthetic_root / "Images" / "1").iterdir())
+    results = segmenter(Image.open(photo))
+    assert {r["label"] for r in results} <= {"background", "nail"}
+    assert all(r["mask"].size == Image.open(photo).size for r in results)
+
+
+def test_final_model_is_the_best_checkpoint(tiny_run_dir):
+    from transformers import AutoModelForSemanticSegmentation
+
+    state = json.loads((tiny_run_dir / "trainer_state.json").read_text())
+    best = state["best_model_checkpoint"]
+    final = _state(AutoModelForSemanticSegmentation.from_pretrained(tiny_run_dir))
+    expected = _state(AutoModelForSemanticSegmentation.from_pretrained(best))
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_rerun_resumes_and_keeps_the_split(tiny_run_dir, synthetic_root, tmp_path):
+    import shutil
+
+    run = tmp_path / "again"
+    shutil.copytree(tiny_run_dir, run)
+    manifest = (run / "split_manifest.csv").read_text()
+    metrics = train.main(tiny_run_argv(synthetic_root, run, "--split_seed", "999"))
+    assert (run / "split_manifest.csv").read_text() == manifest  # resumed runs reuse the split
+    assert set(metrics) == {"validation", "test"}
