@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -164,6 +165,7 @@ class SegmentationTransform:
                     "photo's size"
                 )
             if self.augment is not None:
+                self._reseed()
                 out = self.augment(image=np.asarray(image), mask=labels)
                 images.append(out["image"])
                 masks.append(out["mask"])
@@ -177,6 +179,17 @@ class SegmentationTransform:
             "pixel_values": list(encoded["pixel_values"].astype(np.float32)),
             "labels": list(encoded["labels"].astype(np.int64)),
         }
+
+
+    def _reseed(self) -> None:
+        # Draw each sample's augmentation seed from torch's global generator, which the Trainer
+        # seeds, saves in every checkpoint and restores on resume: a resumed run then augments
+        # exactly as an uninterrupted one (for checkpoints at epoch ends, whatever the number of
+        # workers; for mid-epoch checkpoints, with dataloader_num_workers=0).
+        import torch
+
+        seed = int(torch.randint(0, 2**62, ()).item())
+        self.augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def _path_of(value) -> str:

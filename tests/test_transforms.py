@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from nail_segformer import data, transforms
@@ -71,17 +72,21 @@ def test_image_and_mask_stay_aligned_under_augmentation(tmp_path, processor):
         64, 64, hflip=1.0, rotate_p=1.0, color_p=0.0, blur_p=0.0, compression_p=0.0, seed=0
     )
     transform = transforms.SegmentationTransform(processor, augment)
+    torch.manual_seed(0)
     mean, std = processor.image_mean[0], processor.image_std[0]
+    checked = 0
     for _ in range(10):
         out = transform({"image": [image_value], "label": [mask_value]})
         red = out["pixel_values"][0][0] * std + mean  # back to [0, 1]
         labels = out["labels"][0]
         nail, background = labels == 1, labels == 0
-        if nail.sum() < 5:
+        if nail.sum() < 30:  # a crop that (nearly) misses the block says nothing
             continue
-        # Nail pixels are red in the photo wherever the mask says nail (edges aside).
-        assert np.median(red[nail]) > 0.8
-        assert np.median(red[background]) < 0.2
+        checked += 1
+        # Interpolation blurs the photo's edges but not the mask's: compare the bulk.
+        assert np.mean(red[nail] > 0.5) > 0.75
+        assert np.mean(red[background] > 0.5) < 0.05
+    assert checked >= 3
 
 
 def test_horizontal_flip_moves_photo_and_mask_together(tmp_path, processor):
@@ -161,3 +166,27 @@ def test_attach_transforms_on_dataset_dict(tmp_path, processor):
     assert ready["validation"]._format_kwargs["transform"].augment is None
     # The source DatasetDict is left as it was.
     assert dataset_dict["train"].features["image"].decode is True
+
+
+def test_augmentation_follows_torch_global_seed(tmp_path, processor):
+    """Resumed runs restore torch's RNG state; augmentation must follow it and nothing else."""
+    rng = np.random.default_rng(0)
+    image_value, mask_value = _write_pair(
+        tmp_path,
+        "a",
+        rng.integers(0, 255, (80, 100, 3), dtype=np.uint8),
+        np.zeros((80, 100), np.uint8),
+    )
+    batch = {"image": [image_value] * 3, "label": [mask_value] * 3}
+
+    def run(seed):
+        torch.manual_seed(seed)
+        transform = transforms.SegmentationTransform(
+            processor, transforms.build_train_transforms(64, 64)
+        )
+        return np.stack(transform(batch)["pixel_values"])
+
+    first, again, other = run(1), run(1), run(2)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert not np.array_equal(first[0], first[1])  # each sample gets its own draw
