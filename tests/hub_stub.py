@@ -1,0 +1,349 @@
+"""A local stand-in for the few Hugging Face Hub HTTP endpoints that a ``push_to_hub`` uses.
+
+``huggingface_hub`` 2.4's ``create_repo`` and ``upload_folder`` (through its Xet upload pipeline,
+or ``create_commit`` when ``HF_HUB_DISABLE_XET=1``) send these requests, all implemented here:
+
+- ``POST /api/repos/create`` (``create_repo``): JSON ``{name, organization, type, private}``;
+  answers ``{"url": "<endpoint>/<repo_id>"}``, or 409 with the same ``url`` when the repo exists
+  (``exist_ok=True``, as the Trainer passes, accepts the 409 and reads that url).
+- ``POST /api/{type}s/{repo_id}/preupload/{revision}``: JSON ``{"files": [{path, sample, size}]}``;
+  answers ``uploadMode: "regular"`` for every file, so contents travel inline, base64-encoded,
+  in the commit payload and no LFS or Xet storage is involved, and ``oid: null`` (the remote file
+  is unknown), so the client never drops an unchanged file and every commit carries the whole
+  folder.
+- ``POST /api/{type}s/{repo_id}/commit/{revision}``: an NDJSON body, one ``{"key", "value"}`` per
+  line: a ``header`` (summary, description), then ``file`` (path, base64 content),
+  ``deletedFile`` or ``deletedFolder`` items. Answers ``{commitUrl, commitOid}``.
+- ``POST /api/validate-yaml`` (JSON ``{content, repoType}``), sent before a README.md is
+  uploaded: checks that the YAML front matter parses to a mapping; answers ``{"errors": [],
+  "warnings": []}``, or 400 with the errors.
+
+Because every file is "regular", no LFS or Xet transfer is ever started, so plain HTTP covers
+the whole push. Any other request is logged as an error, kept in
+:attr:`HubStub.unknown_requests` and answered 404, so a test shows what a new client version
+started asking for.
+
+When ``expected_token`` is given, a request without ``Authorization: Bearer <expected_token>``
+gets 401 like the real Hub. The server is bounded: it binds 127.0.0.1 on a free port, refuses
+bodies over ``max_body_bytes`` (413) and shuts itself down after ``max_lifetime_s`` even if a
+test forgets to stop it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["Commit", "HubStub", "RecordedRequest"]
+
+logger = logging.getLogger(__name__)
+
+_REPO = r"(?P<repo_type>model|dataset|space)s/(?P<repo_id>[^/]+/[^/]+)"
+_PREUPLOAD_RE = re.compile(rf"^/api/{_REPO}/preupload/(?P<revision>[^/]+)$")
+_COMMIT_RE = re.compile(rf"^/api/{_REPO}/commit/(?P<revision>[^/]+)$")
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the stub saw it."""
+
+    method: str
+    path: str
+    authorization: str | None
+    body: bytes = b""
+
+
+@dataclass
+class Commit:
+    """One commit received on ``/commit``: the files it adds (path to bytes) and deletes."""
+
+    repo_id: str
+    revision: str
+    summary: str
+    oid: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+
+
+class _StubError(Exception):
+    def __init__(self, status: int, message: str, error_code: str | None = None, **extra: object):
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.extra = extra  # more fields of the JSON answer
+
+
+class HubStub:
+    """A threaded HTTP server answering like the Hub for repo creation and commits.
+
+    Use as a context manager (or call :meth:`start` and :meth:`stop`); point
+    ``HF_ENDPOINT`` at :attr:`url` before ``huggingface_hub`` is imported.
+
+    Args:
+        expected_token: if set, every request must carry ``Authorization: Bearer <token>``.
+        max_body_bytes: larger request bodies are refused with 413.
+        max_lifetime_s: the server stops itself this many seconds after :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        expected_token: str | None = None,
+        *,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        max_lifetime_s: float = 300.0,
+    ):
+        self.expected_token = expected_token
+        self.max_body_bytes = max_body_bytes
+        self.max_lifetime_s = max_lifetime_s
+        self.repos: dict[str, dict] = {}
+        self.commits: list[Commit] = []
+        self.requests: list[RecordedRequest] = []
+        self.unknown_requests: list[str] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, the value for ``HF_ENDPOINT``."""
+        if self._server is None:
+            raise RuntimeError("HubStub is not running: call start() or use it as a context")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> HubStub:
+        stub = self
+
+        class Handler(_Handler):
+            hub = stub
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="hub-stub", daemon=True
+        )
+        self._thread.start()
+        self._timer = threading.Timer(self.max_lifetime_s, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def _expire(self) -> None:
+        logger.error("HubStub outlived max_lifetime_s=%s; stopping it", self.max_lifetime_s)
+        self.stop()
+
+    def stop(self) -> None:
+        """Shut the server down and free its port; safe to call twice."""
+        if self._timer is not None:
+            self._timer.cancel()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> HubStub:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ queries
+
+    def commits_to(self, repo_id: str) -> list[Commit]:
+        """Commits received for ``repo_id``, oldest first."""
+        with self._lock:
+            return [c for c in self.commits if c.repo_id == repo_id]
+
+    def tree(self, repo_id: str) -> dict[str, bytes]:
+        """The repo's files after replaying every commit it received (path to bytes)."""
+        files: dict[str, bytes] = {}
+        for commit in self.commits_to(repo_id):
+            for path in commit.deleted:
+                prefix = path.rstrip("/") + "/"
+                files = {p: b for p, b in files.items() if p != path and not p.startswith(prefix)}
+            files.update(commit.files)
+        return files
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _check_auth(self, authorization: str | None) -> None:
+        if self.expected_token is None:
+            return
+        if authorization != f"Bearer {self.expected_token}":
+            raise _StubError(401, "Invalid credentials in Authorization header")
+
+    def _create_repo(self, payload: dict) -> dict:
+        name, organization = payload.get("name"), payload.get("organization")
+        if not name:
+            raise _StubError(400, f"repo creation needs a 'name', got {payload!r}")
+        repo_id = f"{organization}/{name}" if organization else name
+        if "/" not in repo_id:
+            raise _StubError(
+                400, f"the stub needs namespaced repo ids (user/name), got {repo_id!r}"
+            )
+        with self._lock:
+            if repo_id in self.repos:
+                # Like the Hub, name the existing repo: create_repo(exist_ok=True) reads its url.
+                raise _StubError(
+                    409, "You already created this model repo", url=f"{self.url}/{repo_id}"
+                )
+            self.repos[repo_id] = {"type": payload.get("type", "model"), **payload}
+        return {"url": f"{self.url}/{repo_id}", "name": repo_id}
+
+    def _require_repo(self, repo_id: str) -> None:
+        with self._lock:
+            if repo_id not in self.repos:
+                raise _StubError(404, f"Repository {repo_id} not found", "RepoNotFound")
+
+    def _preupload(self, repo_id: str, payload: dict) -> dict:
+        self._require_repo(repo_id)
+        files = payload.get("files")
+        if not isinstance(files, list):
+            raise _StubError(400, f"preupload needs a 'files' list, got {payload!r}")
+        return {
+            "files": [
+                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                for f in files
+            ]
+        }
+
+    def _commit(self, repo_id: str, revision: str, body: bytes) -> dict:
+        self._require_repo(repo_id)
+        items = [json.loads(line) for line in body.splitlines() if line.strip()]
+        if not items or items[0].get("key") != "header":
+            raise _StubError(400, "a commit payload starts with a 'header' line")
+        commit = Commit(
+            repo_id=repo_id, revision=revision, summary=items[0]["value"]["summary"], oid=""
+        )
+        for item in items[1:]:
+            key, value = item.get("key"), item.get("value", {})
+            if key == "file":
+                if value.get("encoding") != "base64":
+                    raise _StubError(400, f"unsupported file encoding {value.get('encoding')!r}")
+                commit.files[value["path"]] = base64.b64decode(value["content"], validate=True)
+            elif key in ("deletedFile", "deletedFolder"):
+                commit.deleted.append(value["path"])
+            else:
+                # lfsFile would reference storage the stub never offered (it answers "regular").
+                raise _StubError(400, f"the stub accepts only inline files, got a {key!r} item")
+        with self._lock:
+            commit.oid = hashlib.sha1(f"{repo_id}:{len(self.commits)}".encode()).hexdigest()
+            self.commits.append(commit)
+        return {
+            "success": True,
+            "commitOid": commit.oid,
+            "commitUrl": f"{self.url}/{repo_id}/commit/{commit.oid}",
+            "pullRequestUrl": None,
+        }
+
+    def _route(self, method: str, path: str, body: bytes) -> dict:
+        if method == "POST" and path == "/api/repos/create":
+            return self._create_repo(json.loads(body))
+        if method == "POST" and path == "/api/validate-yaml":
+            return _validate_yaml(json.loads(body).get("content", ""))
+        if method == "POST" and (match := _PREUPLOAD_RE.match(path)):
+            return self._preupload(match["repo_id"], json.loads(body))
+        if method == "POST" and (match := _COMMIT_RE.match(path)):
+            return self._commit(match["repo_id"], match["revision"], body)
+        with self._lock:
+            self.unknown_requests.append(f"{method} {path}")
+        logger.error("HubStub: unhandled request %s %s; answering 404", method, path)
+        raise _StubError(404, f"HubStub does not implement {method} {path}", "EntryNotFound")
+
+
+def _validate_yaml(content: str) -> dict:
+    import yaml
+
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, flags=re.DOTALL)
+    if match is None:
+        return {"errors": [], "warnings": [{"message": "empty or missing yaml metadata"}]}
+    try:
+        metadata = yaml.safe_load(match[1])
+    except yaml.YAMLError as err:
+        raise _StubError(400, f"Invalid metadata in README.md: {err}") from err
+    if not isinstance(metadata, dict):
+        raise _StubError(400, "Invalid metadata in README.md: the YAML is not a mapping")
+    return {"errors": [], "warnings": []}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects; every answer has a length
+    hub: HubStub
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks, total = [], 0
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                total += size
+                if total > self.hub.max_body_bytes:
+                    raise _StubError(413, f"body over {self.hub.max_body_bytes} bytes")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline().strip():  # trailers
+                pass
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > self.hub.max_body_bytes:
+            raise _StubError(413, f"body of {length} bytes is over {self.hub.max_body_bytes}")
+        return self.rfile.read(length)
+
+    def _handle(self) -> None:
+        path = self.path.split("?", 1)[0]
+        authorization = self.headers.get("Authorization")
+        headers = {}
+        request = RecordedRequest(self.command, self.path, authorization)
+        with self.hub._lock:
+            self.hub.requests.append(request)
+        try:
+            body = request.body = self._read_body()
+            self.hub._check_auth(authorization)
+            status, answer = 200, self.hub._route(self.command, path, body)
+        except _StubError as err:
+            status = err.status
+            answer = {"error": str(err), "errors": [{"message": str(err)}], **err.extra}
+            headers["X-Error-Message"] = str(err)
+            if err.error_code:
+                headers["X-Error-Code"] = err.error_code
+            if status == 413:
+                self.close_connection = True
+        except (ValueError, KeyError) as err:  # malformed JSON or a missing field
+            logger.exception("HubStub: bad request %s %s", self.command, path)
+            status, answer = 400, {"error": f"bad request: {err!r}"}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:
+        logger.debug("HubStub: " + format, *args)

@@ -1,0 +1,309 @@
+"""``--push_to_hub`` end to end, against a local stand-in for the Hub's HTTP API (hub_stub.py).
+
+Training runs in a subprocess: ``huggingface_hub`` reads ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``
+when it is imported, and conftest.py has made this process offline before any import.
+"""
+
+import base64
+import json
+import os
+import secrets
+import string
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import tiny_run_argv
+from hub_stub import HubStub
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ID = "tester/nails"
+EPOCHS = 2  # tiny_run_argv's --num_train_epochs
+FINAL_MESSAGE = "nail_segformer: final model"  # train.main's push_to_hub commit message
+
+# What a user needs to load the model, README.md being this package's card.
+MODEL_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
+# What else the final push carries: everything at the top of output_dir (Trainer.push_to_hub
+# ignores "_*" and "checkpoint-*").
+RUN_FILES = {
+    "training_args.bin",  # Trainer.save_model
+    "trainer_state.json",  # trainer.save_state()
+    "train_results.json",  # trainer.save_metrics("train"), then one per evaluated split
+    "validation_results.json",
+    "test_results.json",
+    "all_results.json",  # save_metrics merges every split here
+    "run_args.json",  # train.save_run_args, at start
+    "split_manifest.csv",  # train.load_data, at start
+}
+# Trainer._push_from_checkpoint copies config and weights from checkpoint-N into output_dir and
+# re-saves the processor and the arguments, then pushes output_dir: no card or metrics yet.
+CHECKPOINT_PUSH_FILES = {
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "training_args.bin",
+    "run_args.json",
+    "split_manifest.csv",
+}
+# The commits of one run, in order: one per epoch, then the evaluated final model.
+EXPECTED_COMMITS = [
+    *(f"Training in progress, epoch {epoch}" for epoch in range(1, EPOCHS + 1)),
+    FINAL_MESSAGE,
+]
+
+
+def _planted_token() -> str:
+    return "hf_" + "".join(secrets.choice(string.ascii_letters) for _ in range(34))
+
+
+def _secret_forms(secret: str) -> list[bytes]:
+    """The secret's bytes and its base64 renderings at each of the 3 byte alignments.
+
+    Only characters that depend on the secret's bits alone are kept, so a match does not hinge
+    on the bytes around the secret.
+    """
+    raw = secret.encode()
+    forms = [raw]
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw)
+        core = encoded[(offset * 8 + 5) // 6 : (offset + len(raw)) * 8 // 6]
+        forms += [core, core.replace(b"+", b"-").replace(b"/", b"_")]
+    return forms
+
+
+def _holders(named_bytes: dict[str, bytes], secret: str) -> list[str]:
+    forms = _secret_forms(secret)
+    return sorted(name for name, data in named_bytes.items() if any(f in data for f in forms))
+
+
+def _read_tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _hub_env(hub: HubStub, hf_home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment pointed at the stub, with no token of its own."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_DISABLE_XET"))
+    }
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HOME=str(hf_home),
+        NO_ALBUMENTATIONS_UPDATE="1",
+        **extra,
+    )
+    return env
+
+
+@dataclass
+class PushedRun:
+    hub: HubStub
+    token: str
+    output_dir: Path
+    hf_home: Path
+    stdout: str
+    stderr: str
+
+    def final_files(self) -> dict[str, bytes]:
+        return self.hub.commits_to(REPO_ID)[-1].files
+
+
+@pytest.fixture(scope="module")
+def pushed_run(synthetic_root, tmp_path_factory):
+    """A tiny 2-epoch run with --push_to_hub against a HubStub that expects a planted token."""
+    token = _planted_token()
+    root = tmp_path_factory.mktemp("push")
+    output_dir, hf_home = root / "out", root / "hf_home"
+    argv = tiny_run_argv(
+        synthetic_root,
+        output_dir,
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        REPO_ID,
+        "--hub_token",
+        token,
+        "--save_strategy",
+        "epoch",
+        # A checkpoint push is skipped while the previous one is still uploading; always pushing
+        # queues it instead, so the test sees one push per epoch however slow the machine.
+        "--hub_always_push",
+        "true",
+    )
+    with HubStub(expected_token=token) as hub:
+        proc = subprocess.Popen(
+            [sys.executable, "run_finetune.py", *argv],
+            cwd=REPO_ROOT,
+            env=_hub_env(hub, hf_home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # Import what the loading test needs while the child trains (saves ~6 s alone).
+            import transformers.pipelines  # noqa: F401
+
+            stdout, stderr = proc.communicate(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, f"training failed:\n{stdout[-3000:]}\n{stderr[-6000:]}"
+        yield PushedRun(hub, token, output_dir, hf_home, stdout, stderr)
+
+
+def test_push_creates_the_named_repo(pushed_run):
+    assert list(pushed_run.hub.repos) == [REPO_ID]
+
+
+def test_push_asks_only_for_implemented_endpoints(pushed_run):
+    assert pushed_run.hub.unknown_requests == []
+
+
+def test_one_checkpoint_push_per_epoch_then_the_final_model(pushed_run):
+    assert [c.summary for c in pushed_run.hub.commits_to(REPO_ID)] == EXPECTED_COMMITS
+
+
+def test_checkpoint_pushes_carry_a_loadable_model(pushed_run):
+    checkpoint_pushes = pushed_run.hub.commits_to(REPO_ID)[:EPOCHS]
+    for commit in checkpoint_pushes:
+        assert set(commit.files) == CHECKPOINT_PUSH_FILES, commit.summary
+
+
+def test_final_commit_holds_exactly_the_model_and_run_files(pushed_run):
+    final = pushed_run.final_files()
+    assert set(final) == MODEL_FILES | RUN_FILES
+    local = {
+        p.name: p.read_bytes()
+        for p in pushed_run.output_dir.iterdir()
+        if p.is_file() and not p.name.startswith("_")
+    }
+    assert final == local  # the push is the output folder, byte for byte
+    assert pushed_run.hub.tree(REPO_ID) == final  # no earlier commit left another file behind
+
+
+def test_no_checkpoint_folder_is_pushed(pushed_run):
+    assert any(p.name.startswith("checkpoint-") for p in pushed_run.output_dir.iterdir())
+    pushed = {path for c in pushed_run.hub.commits_to(REPO_ID) for path in c.files}
+    assert pushed and all("/" not in path for path in pushed), sorted(pushed)
+
+
+def test_pushed_card_is_ours_with_the_final_metrics(pushed_run):
+    from huggingface_hub import ModelCard
+
+    final = pushed_run.final_files()
+    card = ModelCard(final["README.md"].decode())
+    assert card.data.pipeline_tag == "image-segmentation"
+    assert card.data.library_name == "transformers"
+    assert card.data.model_name == REPO_ID
+    assert "nail_segformer" in card.data.tags
+    assert "More information needed" not in card.text  # the Trainer's own card
+    results = {
+        split: json.loads(final[f"{split}_results.json"]) for split in ("validation", "test")
+    }
+    reported = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert ("validation", "iou_nail") in reported and ("test", "iou_nail") in reported
+    for (split, key), value in reported.items():
+        assert value == pytest.approx(results[split][f"{split}_{key}"]), (split, key)
+
+
+def test_token_reached_the_hub_only_through_the_authorization_header(pushed_run):
+    requests = pushed_run.hub.requests
+    assert requests
+    assert {r.authorization for r in requests} == {f"Bearer {pushed_run.token}"}
+
+
+@pytest.mark.parametrize(
+    "place", ["pushed files", "request bodies", "output_dir", "HF_HOME", "stdout", "stderr"]
+)
+def test_token_is_written_nowhere(pushed_run, place):
+    run = pushed_run
+    named_bytes = {
+        "pushed files": lambda: {
+            f"{i}:{path}": data
+            for i, c in enumerate(run.hub.commits_to(REPO_ID))
+            for path, data in c.files.items()
+        },
+        "request bodies": lambda: {
+            f"{i}:{r.method} {r.path}": r.body for i, r in enumerate(run.hub.requests)
+        },
+        "output_dir": lambda: _read_tree(run.output_dir),
+        "HF_HOME": lambda: _read_tree(run.hf_home) if run.hf_home.exists() else {},
+        "stdout": lambda: {"stdout": run.stdout.encode()},
+        "stderr": lambda: {"stderr": run.stderr.encode()},
+    }[place]()
+    assert named_bytes or place == "HF_HOME"
+    assert _holders(named_bytes, run.token) == []
+
+
+def test_pushed_folder_loads_in_auto_model_and_pipeline(pushed_run, synthetic_root, tmp_path):
+    from PIL import Image
+    from transformers import AutoModelForSemanticSegmentation, pipeline
+
+    for name, data in pushed_run.final_files().items():
+        (tmp_path / name).write_bytes(data)
+    model = AutoModelForSemanticSegmentation.from_pretrained(tmp_path)
+    assert model.config.id2label == {0: "background", 1: "nail"}
+
+    photo = Image.open(sorted((synthetic_root / "Images").rglob("*.*"))[0]).convert("RGB")
+    segments = pipeline("image-segmentation", model=str(tmp_path))(photo)
+    assert segments and {s["label"] for s in segments} <= {"background", "nail"}
+    assert all(s["mask"].size == photo.size for s in segments)
+
+
+@pytest.mark.parametrize("prefix", [b"", b"a", b"ab"], ids=["offset0", "offset1", "offset2"])
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_leak_check_finds_the_token_in_base64_at_any_offset(prefix, encode):
+    token = _planted_token()
+    blob = encode(prefix + token.encode() + b"\n}")
+    assert _holders({"blob": blob, "clean": encode(prefix + b"x" * 40)}, token) == ["blob"]
+
+
+def test_leak_check_finds_a_token_pickled_by_torch_save(tmp_path):
+    import torch
+    from transformers import TrainingArguments
+
+    token = _planted_token()
+    args = TrainingArguments(output_dir=str(tmp_path), hub_token=token, report_to="none")
+    torch.save(args, tmp_path / "training_args.bin")  # what the Trainer would push
+    assert _holders(_read_tree(tmp_path), token) == ["training_args.bin"]
+
+
+_UPLOAD_SCRIPT = """
+import sys
+from huggingface_hub import HfApi
+
+api = HfApi()
+api.create_repo("tester/plain", exist_ok=True)
+api.create_repo("tester/plain", exist_ok=True)  # the Hub answers 409; exist_ok accepts it
+print(api.upload_folder(repo_id="tester/plain", folder_path=sys.argv[1], commit_message="up").oid)
+"""
+
+
+@pytest.mark.parametrize("disable_xet", ["0", "1"], ids=["pipelined-upload", "create-commit"])
+def test_stub_serves_both_upload_paths(tmp_path, disable_xet):
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    files = {"README.md": b"---\nlicense: mit\n---\n# x\n", "sub/w.bin": bytes(range(256)) * 9}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    token = _planted_token()
+    with HubStub(expected_token=token) as hub:
+        env = _hub_env(hub, tmp_path / "hf_home", HF_TOKEN=token, HF_HUB_DISABLE_XET=disable_xet)
+        proc = subprocess.run(
+            [sys.executable, "-c", _UPLOAD_SCRIPT, str(folder)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (commit,) = hub.commits
+    assert proc.stdout.strip() == commit.oid
+    assert (commit.repo_id, commit.summary, commit.files) == ("tester/plain", "up", files)
+    assert hub.unknown_requests == []
