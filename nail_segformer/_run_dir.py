@@ -7,13 +7,19 @@ Rules (decided before anything is written):
 - a folder holding a complete ``checkpoint-N``: resume from the newest complete one (a checkpoint
   left half-written by a crash is skipped with a warning);
 - any other non-empty folder: refuse, unless ``--overwrite_output_dir``, which moves the old
-  content to a sibling ``<output_dir>.bak-<time>`` folder: nothing is ever deleted.
+  content to a sibling ``<output_dir>.bak-<time>`` folder: nothing is ever deleted;
+- a folder another live run holds (its ``_run.lock`` is locked): refuse.
+
+The lock is an advisory ``flock`` that the operating system releases when the process ends, even
+by SIGKILL, so a crashed run never blocks the next one. Its name starts with ``_`` so that the
+Trainer's Hub push leaves it out.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -24,7 +30,9 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 __all__ = [
+    "LOCK_NAME",
     "RunDirError",
+    "RunLock",
     "CardContext",
     "is_complete_checkpoint",
     "find_last_checkpoint",
@@ -33,6 +41,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+LOCK_NAME = "_run.lock"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # Written by Trainer._save_checkpoint; trainer_state.json comes last, after the weights.
 _CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json")
@@ -81,6 +90,63 @@ def find_last_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
+class RunLock:
+    """An exclusive lock on an output folder, held for the life of the process."""
+
+    def __init__(self, output_dir: str | Path):
+        self.path = Path(output_dir) / LOCK_NAME
+        self._file = None
+
+    def holder(self) -> str | None:
+        """The pid recorded by the live run holding the lock, or ``None`` if it is free."""
+        if not self.path.exists():
+            return None
+        probe = RunLock(self.path.parent)
+        if probe.acquire(blocking_error=False):
+            probe.release()
+            return None
+        return self.path.read_text().strip() or "unknown"
+
+    def acquire(self, blocking_error: bool = True) -> bool:
+        """Take the lock; if another process has it, raise (or return False).
+
+        Raises:
+            RunDirError: another live run holds the folder and ``blocking_error`` is set.
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; run without the guard rather than not at all
+            logger.warning("file locking is unavailable here; concurrent runs are not detected")
+            return True
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            if blocking_error:
+                raise RunDirError(
+                    f"output_dir {self.path.parent} is in use by another run (pid "
+                    f"{self.path.read_text().strip() or 'unknown'}); wait for it to finish or "
+                    "choose another --output_dir"
+                ) from None
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+
+def _is_empty(output_dir: Path) -> bool:
+    return not any(p.name != LOCK_NAME for p in output_dir.iterdir())
+
+
 def _move_aside(output_dir: Path) -> Path:
     backup = output_dir.with_name(f"{output_dir.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
     suffix = 1
@@ -94,42 +160,62 @@ def _move_aside(output_dir: Path) -> Path:
     return backup
 
 
-def prepare_output_dir(training_args) -> str | None:
-    """Apply the rules in this module's docstring; return the checkpoint to resume from.
+def prepare_output_dir(training_args) -> tuple[str | None, RunLock | None]:
+    """Apply the rules in this module's docstring and lock the folder.
 
     The main process decides and acts first; the others then see the same folder.
 
+    Returns:
+        ``(checkpoint to resume from or None, the lock)``; the lock is ``None`` on processes
+        other than the main one. Keep it referenced for the whole run.
+
     Raises:
-        RunDirError: the folder holds something else and ``--overwrite_output_dir`` is not set,
-            or ``--resume_from_checkpoint`` is not a complete checkpoint.
+        RunDirError: the folder is in use by another run, holds something else and
+            ``--overwrite_output_dir`` is not set, or ``--resume_from_checkpoint`` is not a
+            complete checkpoint.
     """
     output_dir = Path(training_args.output_dir)
+    lock = None
     with training_args.main_process_first(desc="prepare output_dir", local=False):
-        requested = training_args.resume_from_checkpoint
-        if requested:
-            if not is_complete_checkpoint(requested):
+        if training_args.should_save:
+            holder = RunLock(output_dir).holder() if output_dir.is_dir() else None
+            if holder is not None:
                 raise RunDirError(
-                    f"--resume_from_checkpoint {requested} is not a complete checkpoint folder "
-                    "(it needs config.json, model.safetensors and trainer_state.json)"
+                    f"output_dir {output_dir} is in use by another run (pid {holder}); wait for "
+                    "it to finish or choose another --output_dir"
                 )
-            output_dir.mkdir(parents=True, exist_ok=True)
-            return str(requested)
-        if output_dir.is_dir() and any(output_dir.iterdir()):
-            if training_args.overwrite_output_dir:
-                if training_args.should_save:
-                    _move_aside(output_dir)
-            else:
-                last = find_last_checkpoint(output_dir)
-                if last is not None:
-                    logger.info("resuming from %s", last)
-                    return str(last)
-                raise RunDirError(
-                    f"output_dir {output_dir} is not empty and holds no complete checkpoint to "
-                    "resume from. Choose another --output_dir, or pass --overwrite_output_dir to "
-                    f"start afresh (the current content is then moved to {output_dir.name}.bak-<time>)."
-                )
+        resume_from = _decide(output_dir, training_args)
         output_dir.mkdir(parents=True, exist_ok=True)
-    return None
+        if training_args.should_save:
+            lock = RunLock(output_dir)
+            lock.acquire()
+    return resume_from, lock
+
+
+def _decide(output_dir: Path, training_args) -> str | None:
+    requested = training_args.resume_from_checkpoint
+    if requested:
+        if not is_complete_checkpoint(requested):
+            raise RunDirError(
+                f"--resume_from_checkpoint {requested} is not a complete checkpoint folder "
+                "(it needs config.json, model.safetensors and trainer_state.json)"
+            )
+        return str(requested)
+    if not output_dir.is_dir() or _is_empty(output_dir):
+        return None
+    if training_args.overwrite_output_dir:
+        if training_args.should_save:
+            _move_aside(output_dir)
+        return None
+    last = find_last_checkpoint(output_dir)
+    if last is not None:
+        logger.info("resuming from %s", last)
+        return str(last)
+    raise RunDirError(
+        f"output_dir {output_dir} is not empty and holds no complete checkpoint to "
+        "resume from. Choose another --output_dir, or pass --overwrite_output_dir to "
+        f"start afresh (the current content is then moved to {output_dir.name}.bak-<time>)."
+    )
 
 
 @dataclass

@@ -13,14 +13,29 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
-__all__ = ["NailTrainer", "load_checkpoint_weights"]
+__all__ = ["NailTrainer", "PushError", "StopOnSignal", "load_checkpoint_weights", "push_later_hint"]
 
 logger = logging.getLogger(__name__)
+
+
+class PushError(RuntimeError):
+    """A push to the Hub failed; every local file is still in place."""
+
+
+def push_later_hint(repo_id: str | None, output_dir: str) -> str:
+    """The command that pushes a finished run folder by hand."""
+    return (
+        f"hf upload {repo_id or '<user>/<repo>'} {output_dir} . "
+        '--exclude "checkpoint-*" --exclude "_*"'
+    )
 
 
 def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str | os.PathLike) -> None:
@@ -38,6 +53,43 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str | os.Pat
     )
     model.load_state_dict(reloaded.state_dict(), strict=True)
     logger.info("restored %d tensors from %s", len(reloaded.state_dict()), checkpoint_dir)
+
+
+class StopOnSignal(TrainerCallback):
+    """Turn SIGINT/SIGTERM into "save a checkpoint, then stop" at the end of the current step.
+
+    Ctrl-C and a cluster's pre-emption notice then cost at most one step of work; rerunning the
+    same command resumes from that checkpoint. A second signal interrupts at once.
+    """
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+        self.received: int | None = None
+        self._previous = {}
+        for signum in signals:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            self.restore()
+            raise KeyboardInterrupt
+        self.received = signum
+        logger.warning(
+            "received %s: saving a checkpoint at the end of this step, then stopping "
+            "(send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+
+    def restore(self) -> None:
+        """Put the previous signal handlers back."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
 
 
 class NailTrainer(Trainer):
@@ -61,8 +113,59 @@ class NailTrainer(Trainer):
             # there instead and never reaches a file.
             os.environ["HF_TOKEN"] = args.hub_token
             args.hub_token = None
+        self.push_error: str | None = None
         super().__init__(model=model, args=args, **kwargs)
         self.card_writer = card_writer
+
+    # Pushing is a side job: a Hub that is down, a bad token or a missing permission is
+    # reported once, with the command to push later, and training carries on.
+
+    def _push_failed(self, err: Exception) -> None:
+        if self.push_error is None:
+            logger.error(
+                "pushing to the Hub failed (%s: %s); training goes on and every file stays in %s. "
+                "Push later with: %s",
+                type(err).__name__,
+                err,
+                self.args.output_dir,
+                push_later_hint(self.args.hub_model_id, self.args.output_dir),
+            )
+        self.push_error = f"{type(err).__name__}: {err}"
+
+    def init_hf_repo(self, token=None, private=None):
+        try:
+            super().init_hf_repo(token=token, private=private)
+        except Exception as err:  # noqa: BLE001 - any Hub failure must not stop training
+            self._push_failed(err)
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        if self.push_error is not None:
+            return
+        try:
+            super()._push_from_checkpoint(checkpoint_folder)
+        except Exception as err:  # noqa: BLE001
+            self._push_failed(err)
+
+    def _finish_current_push(self):
+        try:
+            super()._finish_current_push()
+        except Exception as err:  # noqa: BLE001
+            self._push_failed(err)
+        finally:
+            self.push_in_progress = None
+
+    def push_to_hub(self, *args, **kwargs):
+        """Push the final model; raise :class:`PushError` (files kept) if it fails."""
+        if self.push_error is None:
+            try:
+                return super().push_to_hub(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001
+                self._push_failed(err)
+        raise PushError(
+            f"the model was not pushed to {self.args.hub_model_id} ({self.push_error}); it is "
+            f"complete in {self.args.output_dir}. Push it with: "
+            f"{push_later_hint(self.args.hub_model_id, self.args.output_dir)}"
+        )
 
     def _get_num_items_in_batch(self, batch_samples, device):
         # Counting label pixels only serves token-averaged LM losses; for us it would make the
@@ -87,6 +190,21 @@ class NailTrainer(Trainer):
             self.state.best_metric,
         )
         load_checkpoint_weights(self.model, self.state.best_model_checkpoint)
+
+    def _save(self, output_dir=None, state_dict=None):
+        target = Path(output_dir or self.args.output_dir)
+        if target.resolve() != Path(self.args.output_dir).resolve() or not self.args.should_save:
+            return super()._save(output_dir, state_dict)
+        # The final model goes to the run folder, where an earlier good model may stand: write
+        # it beside, then move each file into place with an atomic rename, weights last, so a
+        # crash leaves either the old model or the new one, never a half-written file.
+        staging = target / "_staging_model"
+        shutil.rmtree(staging, ignore_errors=True)
+        super()._save(str(staging), state_dict)
+        names = sorted(os.listdir(staging), key=lambda name: name.endswith(".safetensors"))
+        for name in names:
+            os.replace(staging / name, target / name)
+        staging.rmdir()
 
     def create_model_card(self, *args, **kwargs):
         if self.card_writer is not None and self.is_world_process_zero():

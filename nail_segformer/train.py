@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from transformers import HfArgumentParser, TrainingArguments
 
 from nail_segformer import _run_dir
+from nail_segformer._trainer import StopOnSignal
 from nail_segformer.data import ID2LABEL, ON_BAD_PAIR_CHOICES, load_splits, write_manifest
 from nail_segformer.losses import CLASS_WEIGHT_METHODS, LOSS_NAMES
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS
@@ -493,9 +495,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     """
     data_args, model_args, training_args = parse_args(argv)
     setup_logging(training_args)
-    resume_from = _run_dir.prepare_output_dir(training_args)
-    ensure_data(data_args)
-    dataset_dict, pairs = load_data(
+    resume_from, _lock = _run_dir.prepare_output_dir(training_args)  # held until exit
+    with training_args.main_process_first(desc="synthetic data", local=False):
+        ensure_data(data_args)
+    dataset_dict, _ = load_data(
         data_args, training_args.output_dir, resuming=resume_from is not None
     )
     if training_args.should_save:
@@ -505,9 +508,22 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     trainer, datasets = build_trainer(
         model, processor, dataset_dict, data_args, model_args, training_args, card.write
     )
-
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_model()
+    stopper = StopOnSignal()
+    trainer.add_callback(stopper)
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        stopper.restore()
+    if stopper.received is not None:
+        logger.warning(
+            "stopped by %s at step %d after saving a checkpoint; run the same command again to resume",
+            signal.Signals(stopper.received).name,
+            trainer.state.global_step,
+        )
+        raise SystemExit(128 + stopper.received)
+    # Without pushing: under --push_to_hub the Trainer pushes on every public save_model(), which
+    # would publish a card without metrics; the push at the end carries the evaluated model.
+    trainer.save_model(_internal_call=True)
     trainer.save_state()
     trainer.save_metrics("train", train_result.metrics)
 

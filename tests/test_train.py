@@ -125,8 +125,9 @@ def _fake_checkpoint(path, complete=True):
 
 
 def test_new_output_dir_is_created(tmp_path):
-    assert _run_dir.prepare_output_dir(_args(tmp_path / "run")) is None
-    assert (tmp_path / "run").is_dir()
+    resume_from, lock = _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+    assert resume_from is None and (tmp_path / "run").is_dir()
+    lock.release()
 
 
 def test_foreign_nonempty_output_dir_is_refused(tmp_path):
@@ -140,10 +141,14 @@ def test_foreign_nonempty_output_dir_is_refused(tmp_path):
 def test_overwrite_moves_old_content_aside(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    assert _run_dir.prepare_output_dir(_args(tmp_path / "run", overwrite_output_dir=True)) is None
+    resume_from, lock = _run_dir.prepare_output_dir(
+        _args(tmp_path / "run", overwrite_output_dir=True)
+    )
+    assert resume_from is None
     backups = list(tmp_path.glob("run.bak-*"))
     assert len(backups) == 1 and (backups[0] / "notes.txt").read_text() == "mine"
-    assert list((tmp_path / "run").iterdir()) == []
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [_run_dir.LOCK_NAME]
+    lock.release()
 
 
 def test_resumes_from_newest_complete_checkpoint(tmp_path):
@@ -151,7 +156,20 @@ def test_resumes_from_newest_complete_checkpoint(tmp_path):
     _fake_checkpoint(run / "checkpoint-2")
     _fake_checkpoint(run / "checkpoint-10")
     _fake_checkpoint(run / "checkpoint-12", complete=False)  # crashed mid-save
-    assert _run_dir.prepare_output_dir(_args(run)) == str(run / "checkpoint-10")
+    resume_from, lock = _run_dir.prepare_output_dir(_args(run))
+    assert resume_from == str(run / "checkpoint-10")
+    lock.release()
+
+
+def test_second_run_on_a_locked_output_dir_is_refused(tmp_path):
+    _, lock = _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+    try:
+        with pytest.raises(_run_dir.RunDirError, match="in use by another run"):
+            _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+    finally:
+        lock.release()
+    _, again = _run_dir.prepare_output_dir(_args(tmp_path / "run"))  # free once released
+    again.release()
 
 
 def test_truncated_weights_make_a_checkpoint_incomplete(tmp_path):
