@@ -1,0 +1,179 @@
+"""The ``python -m nail_segformer.predict`` command: flags, the loop over photos, exit codes.
+
+Photos stream through in batches: read (a photo that cannot be decoded fails by name and the
+rest go on), predict, write mask, overlay and record, evaluate. Output folder layout::
+
+    OUTPUT/masks/...           one L-mode PNG per photo, 0 background / 255 nail
+    OUTPUT/overlays/...        the photo with nails tinted and outlined (--overlay_format)
+    OUTPUT/predictions.jsonl   one record per input (fields: _predict_io.RECORD_FIELDS)
+    OUTPUT/predictions.csv     the same records
+    OUTPUT/metrics.json        with --masks: data-set metrics and per-photo nail IoU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from nail_segformer._predict_eval import Evaluation, MaskLookup, format_report
+from nail_segformer._predict_infer import DEVICE_CHOICES
+from nail_segformer._predict_io import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
+from nail_segformer.data import ImageReadError, load_image
+from nail_segformer.predict import MODES, TTA_CHOICES, ModelLoadError, Prediction, Predictor
+
+__all__ = ["build_parser", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags, with their defaults and meaning."""
+    parser = argparse.ArgumentParser(
+        prog="python -m nail_segformer.predict",
+        description="Predict nail masks (and overlays, counts, confidence) for photos.",
+    )
+    add = parser.add_argument
+    add("--model", required=True, help="training output folder, or a Hub id")
+    add("--input", required=True, nargs="+", help="photos: files, folders (recursive) or globs")
+    add("--output", required=True, help="folder for masks/, overlays/ and predictions.*")
+    add("--onnx", default=None, help="run this ONNX export with onnxruntime instead of torch")
+    add("--revision", default=None, help="branch, tag or commit of a Hub model")
+    add("--device", default="auto", choices=DEVICE_CHOICES, help="default: cuda if available")
+    add("--batch_size", type=int, default=4, help="photos (resize) or windows (slide) per call")
+    add("--mode", default="resize", choices=MODES, help="resize: whole photo at model size")
+    add(
+        "--tta",
+        default="none",
+        choices=TTA_CHOICES,
+        help="flip: also run the mirrored photo (2x work)",
+    )
+    add("--threshold", type=float, default=None, help="nail probability cut; default argmax")
+    add(
+        "--min_nail_area",
+        type=int,
+        default=None,
+        help="smallest counted nail in pixels; default 0.01%% of the photo's pixels",
+    )
+    add("--slide_scale", type=int, default=None, help="slide: short side; default 2x model size")
+    add("--window", type=int, default=None, help="slide: window side; default the model size")
+    add("--overlap", type=float, default=1 / 3, help="slide: window overlap fraction, [0, 1)")
+    add("--masks", default=None, help="ground-truth masks folder (Masks/<category>/<stem>.*)")
+    add("--worst", type=int, default=5, help="with --masks: list this many worst photos")
+    add("--overlay_format", default="jpg", choices=OVERLAY_FORMATS, help="none: no overlays")
+    add("--no_progress", action="store_true", help="hide the progress bar")
+    add("--verbose", action="store_true", help="log the resolved settings (INFO level)")
+    return parser
+
+
+def _load(args) -> tuple[Predictor, MaskLookup | None]:
+    predictor = Predictor.from_pretrained(
+        args.model,
+        device=args.device,
+        onnx=args.onnx,
+        revision=args.revision,
+        mode=args.mode,
+        tta=args.tta == "flip",
+        threshold=args.threshold,
+        min_nail_area=args.min_nail_area,
+        slide_scale=args.slide_scale,
+        window=args.window,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+    )
+    return predictor, MaskLookup(args.masks) if args.masks else None
+
+
+class _Run:
+    """One command's state: where records go, what failed, what is evaluated."""
+
+    def __init__(self, writer: OutputWriter, masks: MaskLookup | None):
+        self.writer = writer
+        self.masks = masks
+        self.evaluation = Evaluation() if masks else None
+        self.failures: list[tuple[str, str]] = []
+        self.n_done = 0
+
+    def fail(self, name: str, message: str) -> None:
+        self.failures.append((name, message))
+        self.writer.write_record({"file": name, "error": message})
+
+    def finish(self, item: InputItem, image, prediction: Prediction) -> None:
+        """Write one photo's mask, overlay and record, and evaluate it."""
+        confidence = prediction.mean_confidence
+        record = {
+            "file": str(item.path),
+            "width": prediction.width,
+            "height": prediction.height,
+            "nail_fraction": round(prediction.nail_fraction, 6),
+            "n_nails": prediction.n_nails,
+            "mean_confidence": None if confidence is None else round(confidence, 6),
+        }
+        try:
+            record.update(self.writer.write_images(item, image, prediction.mask))
+            if self.evaluation is not None:
+                mask_path = self.masks.find(item.category, item.path.stem)
+                iou = self.evaluation.add(str(item.path), prediction.mask, mask_path)
+                record["iou_nail"] = round(iou, 6)
+            self.n_done += 1
+        except (OSError, LookupError, ValueError) as err:
+            record["error"] = str(err)
+            self.failures.append((str(item.path), str(err)))
+        self.writer.write_record(record)
+
+
+def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, progress) -> None:
+    """Read, predict and finish the photos ``batch_size`` at a time."""
+    for start in range(0, len(items), predictor.batch_size):
+        chunk = items[start : start + predictor.batch_size]
+        loaded = []
+        for item in chunk:
+            try:
+                loaded.append((item, load_image(item.path)))
+            except ImageReadError as err:
+                state.fail(str(item.path), str(err))
+        predictions = predictor.predict([image for _, image in loaded])
+        for (item, image), prediction in zip(loaded, predictions, strict=True):
+            state.finish(item, image, prediction)
+        progress.update(len(chunk))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, predict every photo, write the outputs; return the exit code."""
+    args = build_parser().parse_args(argv)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("nail_segformer").setLevel(level)
+    from tqdm.auto import tqdm
+
+    from nail_segformer.model import HubUnavailableError
+
+    try:
+        predictor, masks = _load(args)
+    except (ModelLoadError, HubUnavailableError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    skip = [args.output] + ([args.masks] if args.masks else [])
+    items, input_failures = expand_inputs(args.input, skip=skip)
+    with OutputWriter(args.output, args.overlay_format) as writer:
+        state = _Run(writer, masks)
+        for name, message in input_failures:
+            state.fail(name, message)
+        with tqdm(total=len(items), unit="photo", disable=args.no_progress) as progress:
+            _predict_all(predictor, items, state, progress)
+    print(f"{state.n_done} of {len(items)} photo(s) done; outputs in {args.output}")
+    if state.evaluation is not None:
+        print(format_report(state.evaluation, args.worst))
+        report = {
+            "metrics": state.evaluation.metrics(),
+            "per_image": state.evaluation.per_image_records(),
+        }
+        Path(args.output, "metrics.json").write_text(json.dumps(report, indent=2))
+    if state.failures:
+        print(f"{len(state.failures)} input(s) failed:", file=sys.stderr)
+        for name, message in state.failures:
+            print(f"  - {name}: {message}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,282 @@
+"""Inference internals of :mod:`nail_segformer.predict`: loading, model runners, the two modes.
+
+A *runner* maps ``pixel_values`` (N, 3, H, W float32, normalised by the image processor) to
+``logits`` (N, C, H/4, W/4) as a float32 torch tensor; :class:`TorchRunner` and
+:class:`OnnxRunner` do the same job with PyTorch or onnxruntime, so the rest of the pipeline
+does not know which one it drives.
+
+Both modes yield, per photo, class *scores* at the photo's own size plus whether they are
+already probabilities:
+
+- :func:`resize_scores` resizes the whole photo to the processor size (``SegformerImageProcessor``)
+  and upsamples the logits bilinearly to the photo's size, like
+  ``post_process_semantic_segmentation``; the scores are those logits, so the argmax is exactly
+  the Hugging Face pipeline's.
+- :func:`slide_scores` scales the photo so that its short side is ``scale`` pixels and runs
+  overlapping ``window``-sized crops of it; each crop's logits are upsampled to the crop, turned
+  into probabilities and averaged over every crop covering a pixel, and the averaged map is
+  upsampled to the photo's size.
+
+With ``tta`` each input is also run mirrored left-right (in the same model call) and the
+probabilities of the two, the mirrored one flipped back, are averaged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+__all__ = [
+    "DEVICE_CHOICES",
+    "ModelLoadError",
+    "load_run_model",
+    "load_run_processor",
+    "TorchRunner",
+    "OnnxRunner",
+    "resolve_device",
+    "resize_scores",
+    "scaled_size",
+    "slide_scores",
+]
+
+logger = logging.getLogger(__name__)
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+class ModelLoadError(ValueError):
+    """The model or its image processor cannot be loaded; the message says what to do."""
+
+
+def _check_processor_folder(model: str) -> None:
+    if os.path.isdir(model) and not os.path.isfile(os.path.join(model, "preprocessor_config.json")):
+        raise ModelLoadError(
+            f"model folder {model} has no preprocessor_config.json, so the photo size and "
+            "normalisation the model was trained with are unknown. Pass the training run's "
+            "output folder (train.py saves preprocessor_config.json beside model.safetensors), "
+            "or copy preprocessor_config.json from it into this folder."
+        )
+
+
+def load_run_processor(model: str, revision: str | None = None):
+    """The image processor saved with a run (or a Hub model), PIL backend, no label reduction.
+
+    Raises:
+        ModelLoadError: a local folder without ``preprocessor_config.json``, or unreadable.
+        HubUnavailableError: a Hub id while offline and not cached.
+    """
+    from nail_segformer.model import hub_loading_kwargs
+    from nail_segformer.transforms import load_image_processor
+
+    _check_processor_folder(model)
+    kwargs = hub_loading_kwargs(model, "image processor", revision=revision)
+    try:
+        return load_image_processor(model, revision=revision, **kwargs)
+    except OSError as err:
+        raise ModelLoadError(f"cannot load the image processor of {model}: {err}") from err
+
+
+def load_run_model(model: str, revision: str | None = None):
+    """The ``SegformerForSemanticSegmentation`` of a run, from safetensors only, no remote code.
+
+    Raises:
+        ModelLoadError: no config or safetensors weights at ``model``.
+        HubUnavailableError: a Hub id while offline and not cached.
+    """
+    from transformers import SegformerForSemanticSegmentation
+
+    from nail_segformer.model import hub_loading_kwargs
+
+    kwargs = hub_loading_kwargs(model, "model", revision=revision)
+    try:
+        return SegformerForSemanticSegmentation.from_pretrained(
+            model, revision=revision, use_safetensors=True, trust_remote_code=False, **kwargs
+        )
+    except OSError as err:
+        raise ModelLoadError(
+            f"cannot load the model {model}: {err}. --model must be a training output folder "
+            "(config.json + model.safetensors + preprocessor_config.json) or a Hub id"
+        ) from err
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU.
+
+    Raises:
+        ValueError: an unknown name, or ``cuda`` on a machine without a usable GPU.
+    """
+    if device not in DEVICE_CHOICES:
+        raise ValueError(f"--device must be one of {DEVICE_CHOICES}, got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "--device cuda was asked for but torch sees no CUDA GPU (a CPU-only torch build?); "
+            "use --device cpu or auto"
+        )
+    return torch.device(device)
+
+
+class TorchRunner:
+    """Run a ``SegformerForSemanticSegmentation`` in eval mode without gradients.
+
+    Args:
+        model: the loaded model; it is moved to ``device`` and switched to eval mode.
+        device: where the model runs and where post-processing happens.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model = model.to(device).eval()
+        self.device = device
+
+    def __call__(self, pixel_values: np.ndarray) -> torch.Tensor:
+        with torch.inference_mode():
+            inputs = torch.from_numpy(np.ascontiguousarray(pixel_values, dtype=np.float32))
+            return self.model(pixel_values=inputs.to(self.device)).logits.float()
+
+
+class OnnxRunner:
+    """Run an ONNX export of the model (see :mod:`nail_segformer.export`) with onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file; its input must be ``pixel_values`` and its output ``logits``.
+        device: ``cuda`` uses onnxruntime's CUDA provider when the installed build has it.
+
+    Raises:
+        ImportError: onnxruntime is missing (the message names the pip extra).
+        ValueError: the file is not an ONNX model with the expected input and output.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: torch.device):
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError(
+                "--onnx needs onnxruntime: pip install 'nail_segformer[export]'"
+            ) from err
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ValueError(f"cannot load the ONNX model {path}: {err}") from err
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != ["pixel_values"] or "logits" not in outputs:
+            raise ValueError(
+                f"{path} has inputs {inputs} and outputs {outputs}; expected input "
+                "'pixel_values' and output 'logits' (export with python -m nail_segformer.export)"
+            )
+        self.device = torch.device("cpu")
+
+    def __call__(self, pixel_values: np.ndarray) -> torch.Tensor:
+        feed = {"pixel_values": np.ascontiguousarray(pixel_values, dtype=np.float32)}
+        return torch.from_numpy(self.session.run(["logits"], feed)[0])
+
+
+def _upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, h, w) -> (N, C, *size), bilinear as in ``post_process_semantic_segmentation``."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+
+def _with_mirror(pixel_values: np.ndarray, tta: bool) -> np.ndarray:
+    """Append the left-right mirrored inputs after the originals, so one model call runs both."""
+    if not tta:
+        return pixel_values
+    return np.concatenate([pixel_values, pixel_values[..., ::-1]])
+
+
+def resize_scores(
+    runner, processor, images: Sequence[Image.Image], tta: bool = False
+) -> Iterator[tuple[torch.Tensor, bool]]:
+    """Run one batch in resize mode; yield ``(scores (C, H, W), is_probability)`` per photo.
+
+    Without ``tta`` the scores are the upsampled logits; with it, averaged probabilities.
+    """
+    pixel_values = processor(images=list(images), return_tensors="np")["pixel_values"]
+    logits = runner(_with_mirror(pixel_values, tta))
+    n = len(images)
+    for index, image in enumerate(images):
+        size = (image.height, image.width)
+        scores = _upsample(logits[index : index + 1], size)[0]
+        if not tta:
+            yield scores, False
+            continue
+        mirrored = _upsample(logits[n + index : n + index + 1], size)[0].flip(-1)
+        yield (scores.softmax(0) + mirrored.softmax(0)) / 2, True
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window offsets covering ``[0, length)``; the last window ends exactly at ``length``."""
+    if length <= window:
+        return [0]
+    return list(range(0, length - window, stride)) + [length - window]
+
+
+def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """``(width, height)`` of a photo resized so that its short side is ``short_side``."""
+    factor = short_side / min(width, height)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def slide_scores(
+    runner,
+    processor,
+    image: Image.Image,
+    scale: int,
+    window: tuple[int, int],
+    overlap: float,
+    batch_size: int,
+    tta: bool = False,
+) -> tuple[torch.Tensor, bool]:
+    """Run one photo in slide mode (see the module docstring).
+
+    Args:
+        runner: a model runner.
+        processor: the Segformer image processor (its resampling filter, mean and std are used).
+        image: RGB photo.
+        scale: short side, in pixels, the photo is resized to before windows are cut.
+        window: ``(height, width)`` of a window; shrunk to the scaled photo if it is smaller.
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        batch_size: windows per model call (twice as many inputs with ``tta``).
+        tta: also run mirrored windows.
+
+    Returns:
+        ``(probabilities (C, H, W) at the photo's size, True)``.
+    """
+    scaled_w, scaled_h = scaled_size(image.width, image.height, scale)
+    scaled = image
+    if (scaled_w, scaled_h) != image.size:
+        scaled = image.resize((scaled_w, scaled_h), resample=processor.resample)
+    # The processor's own normalisation, without its resize: the windows must keep the scale.
+    pixels = processor(images=[scaled], do_resize=False, return_tensors="np")["pixel_values"][0]
+    win_h, win_w = min(window[0], scaled_h), min(window[1], scaled_w)
+    boxes = [
+        (top, left)
+        for top in _window_starts(scaled_h, win_h, max(1, round(win_h * (1 - overlap))))
+        for left in _window_starts(scaled_w, win_w, max(1, round(win_w * (1 - overlap))))
+    ]
+    total = count = None
+    for start in range(0, len(boxes), batch_size):
+        chunk = boxes[start : start + batch_size]
+        crops = np.stack([pixels[:, t : t + win_h, x : x + win_w] for t, x in chunk])
+        probs = _upsample(runner(_with_mirror(crops, tta)), (win_h, win_w)).softmax(1)
+        if tta:
+            probs = (probs[: len(chunk)] + probs[len(chunk) :].flip(-1)) / 2
+        if total is None:
+            total = torch.zeros((probs.shape[1], scaled_h, scaled_w), device=probs.device)
+            count = torch.zeros((1, scaled_h, scaled_w), device=probs.device)
+        for (top, left), prob in zip(chunk, probs, strict=True):
+            total[:, top : top + win_h, left : left + win_w] += prob
+            count[:, top : top + win_h, left : left + win_w] += 1
+    averaged = total / count
+    return _upsample(averaged[None], (image.height, image.width))[0], True

@@ -1,0 +1,293 @@
+"""Predict nail masks for photos with a trained model; optionally evaluate against masks.
+
+Command line::
+
+    python -m nail_segformer.predict --model outputs/nail-segformer --input photos/ --output out/
+
+Python::
+
+    predictor = Predictor.from_pretrained("outputs/nail-segformer", mode="slide", tta=True)
+    [prediction] = predictor.predict([load_image("hand.jpg")])
+
+Definitions used in the outputs:
+
+- *mask*: nail where the nail class wins the argmax of the (averaged) scores, or, with
+  ``threshold``, where the nail probability is above it. Always at the photo's own size and
+  orientation (EXIF applied), as the photo is seen.
+- *nail count*: 8-connected components of the mask of at least ``min_nail_area`` pixels. The
+  default, :func:`default_min_nail_area`, is 0.01% of the photo's pixels (1,200 px on a 12 MP
+  photo), a quarter of the smallest nail's share in the synthetic set (0.04%), so specks of a
+  few upsampled logits are not counted as nails. The mask itself is never filtered.
+- *mean confidence*: the mean nail probability over predicted nail pixels, i.e. the mean
+  max-softmax probability where the default argmax predicts nail; ``None`` when no pixel is
+  nail. Background pixels are left out because they cover ~98% of a photo and would push every
+  photo's confidence towards 1.
+- *nail fraction*: predicted nail pixels / all pixels.
+
+Modes: ``resize`` (default) is the Hugging Face pipeline's processing; ``slide`` runs windows
+over a larger version of the photo, for photos whose nails get too small when the whole photo is
+resized to the model size. See :mod:`nail_segformer._predict_infer`. Only safetensors weights are
+loaded, and no remote code is run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from nail_segformer._predict_infer import (
+    ModelLoadError,
+    OnnxRunner,
+    TorchRunner,
+    load_run_model,
+    load_run_processor,
+    resize_scores,
+    resolve_device,
+    slide_scores,
+)
+from nail_segformer.data import NAIL
+from nail_segformer.transforms import processor_size
+
+__all__ = [
+    "MODES",
+    "ModelLoadError",
+    "Prediction",
+    "Predictor",
+    "count_nails",
+    "default_min_nail_area",
+    "load_run_model",
+    "load_run_processor",
+    "main",
+]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("resize", "slide")
+TTA_CHOICES = ("none", "flip")
+MIN_NAIL_AREA_FRACTION = 1e-4
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def default_min_nail_area(height: int, width: int) -> int:
+    """Smallest component counted as a nail: 0.01% of the photo's pixels, at least 1 pixel."""
+    return max(1, math.ceil(MIN_NAIL_AREA_FRACTION * height * width))
+
+
+def count_nails(mask: np.ndarray, min_area: int | None = None) -> int:
+    """Number of 8-connected nail components of at least ``min_area`` pixels.
+
+    Args:
+        mask: (H, W) array, nail where non-zero (a {0, 1} prediction or a 0/255 mask file).
+        min_area: smallest component counted, in pixels; ``None`` uses
+            :func:`default_min_nail_area`, 0 or 1 counts every component.
+    """
+    mask = np.asarray(mask) > 0
+    if min_area is None:
+        min_area = default_min_nail_area(*mask.shape)
+    components, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    if n == 0:
+        return 0
+    areas = np.bincount(components.ravel(), minlength=n + 1)[1:]
+    return int((areas >= min_area).sum())
+
+
+@dataclass
+class Prediction:
+    """The prediction for one photo, at the photo's size.
+
+    Attributes:
+        nail_probability: (H, W) float32 probability of the nail class, in [0, 1].
+        mask: (H, W) uint8, 1 for nail and 0 for background.
+        n_nails: nail components of at least the minimum area (see :func:`count_nails`).
+        nail_fraction: share of the photo's pixels predicted nail.
+        mean_confidence: mean nail probability over predicted nail pixels; None if there are none.
+    """
+
+    nail_probability: np.ndarray
+    mask: np.ndarray
+    n_nails: int
+    nail_fraction: float
+    mean_confidence: float | None
+
+    @property
+    def height(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.mask.shape[1])
+
+
+class Predictor:
+    """Nail masks for PIL photos, in batches; build it with :meth:`from_pretrained`.
+
+    Args:
+        runner: a model runner (see :mod:`nail_segformer._predict_infer`).
+        processor: the run's Segformer image processor.
+        mode: ``resize`` or ``slide``.
+        tta: average with the left-right mirrored photo.
+        threshold: nail where its probability is above this; None uses the argmax.
+        min_nail_area: smallest counted nail in pixels; None uses :func:`default_min_nail_area`.
+        slide_scale: slide mode: short side the photo is resized to; None is twice the
+            processor's short side.
+        window: slide mode: square window side; None is the processor size.
+        overlap: slide mode: fraction of a window shared with the next one, in [0, 1).
+        batch_size: photos (resize) or windows (slide) per model call.
+
+    Raises:
+        ValueError: an argument is out of range (the message names the flag).
+    """
+
+    def __init__(
+        self,
+        runner,
+        processor,
+        mode: str = "resize",
+        tta: bool = False,
+        threshold: float | None = None,
+        min_nail_area: int | None = None,
+        slide_scale: int | None = None,
+        window: int | None = None,
+        overlap: float = 1 / 3,
+        batch_size: int = 4,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"--mode must be one of {MODES}, got {mode!r}")
+        if threshold is not None and not 0.0 <= threshold < 1.0:
+            raise ValueError(f"--threshold must be in [0, 1), got {threshold}")
+        if min_nail_area is not None and min_nail_area < 0:
+            raise ValueError(f"--min_nail_area must be >= 0, got {min_nail_area}")
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"--overlap must be in [0, 1), got {overlap}")
+        for name, value in (
+            ("batch_size", batch_size),
+            ("slide_scale", slide_scale),
+            ("window", window),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        self.runner, self.processor = runner, processor
+        self.mode, self.tta, self.threshold = mode, tta, threshold
+        self.min_nail_area, self.overlap, self.batch_size = min_nail_area, overlap, batch_size
+        size = processor_size(processor)
+        self.window = (window, window) if window else size
+        self.slide_scale = slide_scale or 2 * min(size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        device: str = "auto",
+        onnx: str | os.PathLike | None = None,
+        revision: str | None = None,
+        **kwargs,
+    ) -> Predictor:
+        """Load a trained output folder (or Hub id) and its image processor.
+
+        Args:
+            model: training output folder or Hub id (``hub_loading_kwargs`` fails fast offline).
+            device: ``auto``, ``cpu`` or ``cuda``.
+            onnx: run this ONNX export with onnxruntime instead of the PyTorch weights; the
+                image processor still comes from ``model``.
+            revision: Hub branch, tag or commit.
+            **kwargs: the other :class:`Predictor` arguments.
+
+        Raises:
+            ModelLoadError: the folder lacks the processor or the weights, or is no SegFormer.
+            HubUnavailableError: a Hub id while offline and not cached.
+        """
+        model = str(model)
+        torch_device = resolve_device(device)
+        processor = load_run_processor(model, revision)
+        if onnx is not None:
+            runner = OnnxRunner(onnx, torch_device)
+        else:
+            runner = TorchRunner(load_run_model(model, revision), torch_device)
+        predictor = cls(runner, processor, **kwargs)
+        logger.info(
+            "predicting with %s (%s) on %s: mode %s, tta %s, threshold %s",
+            model,
+            f"ONNX {onnx}" if onnx else "PyTorch",
+            torch_device,
+            predictor.mode,
+            predictor.tta,
+            predictor.threshold,
+        )
+        return predictor
+
+    def predict(self, images: list[Image.Image]) -> list[Prediction]:
+        """Predict every photo, ``batch_size`` at a time.
+
+        Args:
+            images: photos as they are seen (read files with ``nail_segformer.data.load_image``,
+                which applies the EXIF orientation); other modes than RGB are converted.
+
+        Returns:
+            One :class:`Prediction` per photo, in order, each at its photo's size.
+        """
+        images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        predictions = []
+        for start in range(0, len(images), self.batch_size):
+            batch = images[start : start + self.batch_size]
+            if self.mode == "resize":
+                results = resize_scores(self.runner, self.processor, batch, self.tta)
+            else:
+                results = (
+                    slide_scores(
+                        self.runner,
+                        self.processor,
+                        image,
+                        self.slide_scale,
+                        self.window,
+                        self.overlap,
+                        self.batch_size,
+                        self.tta,
+                    )
+                    for image in batch
+                )
+            predictions += [self._finish(scores, is_prob) for scores, is_prob in results]
+        return predictions
+
+    def _finish(self, scores: torch.Tensor, is_probability: bool) -> Prediction:
+        nail_probability = (scores if is_probability else scores.softmax(0))[NAIL]
+        if self.threshold is None:
+            mask = scores.argmax(0) == NAIL
+        else:
+            mask = nail_probability > self.threshold
+        mask = mask.to(torch.uint8).cpu().numpy()
+        nail_probability = nail_probability.float().cpu().numpy()
+        nail_pixels = int(mask.sum())
+        return Prediction(
+            nail_probability=nail_probability,
+            mask=mask,
+            n_nails=count_nails(mask, self.min_nail_area),
+            nail_fraction=nail_pixels / mask.size,
+            mean_confidence=float(nail_probability[mask.astype(bool)].mean())
+            if nail_pixels
+            else None,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nail_segformer.predict``; see :mod:`nail_segformer._predict_cli`.
+
+    Returns:
+        0 when every photo was predicted (and evaluated), 1 when some input failed, 2 on a
+        usage or model error.
+    """
+    from nail_segformer._predict_cli import run
+
+    return run(argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Tests of nail_segformer.predict: sizes and orientation, outputs, counting, modes, evaluation.
+
+The 2-epoch ``tiny_run_dir`` model predicts nail probabilities within 0.5 +- 0.002 everywhere.
+Tests comparing probabilities use ``confident_run_dir``, the same model with its classifier
+multiplied by 1000: every logit is scaled by 1000, so every argmax (mask) is unchanged, but the
+probabilities spread over [0, 1] and differences between modes become measurable.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nail_segformer._predict_infer import _window_starts
+from nail_segformer._predict_io import RECORD_FIELDS, render_overlay
+from nail_segformer.data import ID2LABEL, find_pairs, load_image, load_labels
+from nail_segformer.predict import (
+    Predictor,
+    count_nails,
+    default_min_nail_area,
+    main,
+)
+from nail_segformer.synthetic import CATEGORIES, render_sample
+
+# EXIF orientation -> the transpose that ImageOps.exif_transpose undoes when loading.
+_STORED_AS = {
+    1: None,
+    3: Image.Transpose.ROTATE_180,
+    6: Image.Transpose.ROTATE_90,
+    8: Image.Transpose.ROTATE_270,
+}
+_PHOTO_SIZES = [(96, 64), (50, 70)]
+
+
+def _photo(index: int, size: tuple[int, int]) -> Image.Image:
+    return render_sample(7, index, CATEGORIES[index % 4], size=(max(size), max(size))).image.resize(
+        size
+    )
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_run_dir):
+    return Predictor.from_pretrained(tiny_run_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def confident_run_dir(tiny_run_dir, tmp_path_factory):
+    from transformers import SegformerForSemanticSegmentation
+
+    model = SegformerForSemanticSegmentation.from_pretrained(tiny_run_dir)
+    with torch.no_grad():
+        model.decode_head.classifier.weight.mul_(1000)
+        model.decode_head.classifier.bias.mul_(1000)
+    out = tmp_path_factory.mktemp("confident")
+    model.save_pretrained(out)
+    shutil.copy(tiny_run_dir / "preprocessor_config.json", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def square_photos():
+    return [_photo(i, (96, 96)) for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def oriented_run(tiny_run_dir, tmp_path_factory):
+    """One CLI run over PNG photos of two sizes stored with EXIF orientations 1, 3, 6 and 8."""
+    folder = tmp_path_factory.mktemp("oriented")
+    photos, upright = folder / "photos", {}
+    photos.mkdir()
+    for s, size in enumerate(_PHOTO_SIZES):
+        for orientation, transpose in _STORED_AS.items():
+            image = _photo(s, size)
+            stored = image if transpose is None else image.transpose(transpose)
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            name = f"p{s}_o{orientation}"
+            stored.save(photos / f"{name}.png", exif=exif)
+            upright[name] = image
+    out = folder / "out"
+    code = main(["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)])
+    return code, out, upright
+
+
+@pytest.fixture(scope="module")
+def upright_predictions(oriented_run, predictor):
+    """The Python API's predictions for the upright photos, by name."""
+    upright = oriented_run[2]
+    return dict(zip(upright, predictor.predict(list(upright.values())), strict=True))
+
+
+def assert_same_mask(mask: np.ndarray, expected) -> None:
+    """Equal masks, except where the nail probability ties with 0.5 (batching noise)."""
+    differs = mask != expected.mask
+    assert (np.abs(expected.nail_probability[differs] - 0.5) < 1e-5).all()
+
+
+# --------------------------------------------------------------------------- counting
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+@pytest.mark.parametrize("index", [0, 1])
+def test_count_nails_equals_generator_count(category, index):
+    sample = render_sample(3, index, category)
+    assert count_nails(np.asarray(sample.mask)) == sample.n_nails
+
+
+def test_count_nails_uses_8_connectivity_and_min_area():
+    mask = np.zeros((20, 20), np.uint8)
+    mask[1, 1] = mask[2, 2] = 1  # diagonal neighbours: one component of 2 px
+    mask[10:13, 10:13] = 1  # 9 px
+    assert count_nails(mask, min_area=1) == 2
+    assert count_nails(mask, min_area=3) == 1
+    assert count_nails(mask, min_area=10) == 0
+
+
+@pytest.mark.parametrize(("height", "width", "expected"), [(3000, 4000, 1200), (64, 64, 1)])
+def test_default_min_nail_area_is_a_ten_thousandth_of_the_photo(height, width, expected):
+    assert default_min_nail_area(height, width) == expected
+
+
+# --------------------------------------------------------------------------- CLI outputs
+
+
+def test_cli_run_succeeds(oriented_run):
+    code, _, _ = oriented_run
+    assert code == 0
+
+
+@pytest.mark.parametrize("orientation", sorted(_STORED_AS))
+@pytest.mark.parametrize("size_index", range(len(_PHOTO_SIZES)))
+def test_mask_has_the_photo_size_and_orientation(
+    oriented_run, upright_predictions, orientation, size_index
+):
+    _, out, upright = oriented_run
+    name = f"p{size_index}_o{orientation}"
+    mask = Image.open(out / "masks" / f"{name}.png")
+    assert mask.mode == "L"
+    assert mask.size == upright[name].size
+    values = np.asarray(mask)
+    assert set(np.unique(values)) <= {0, 255}
+    assert_same_mask(values // 255, upright_predictions[name])
+
+
+def test_overlays_and_records_are_written(oriented_run):
+    _, out, upright = oriented_run
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0].split(",") == list(RECORD_FIELDS)
+    assert len(records) == len(rows) - 1 == len(upright)
+    for record in records:
+        assert record["error"] is None
+        assert (out / record["overlay"]).is_file()
+        mask = np.asarray(Image.open(out / record["mask"])) // 255
+        assert (record["width"], record["height"]) == (mask.shape[1], mask.shape[0])
+        assert record["nail_fraction"] == pytest.approx(mask.mean(), abs=1e-6)
+        assert record["n_nails"] == count_nails(mask)
+
+
+def test_render_overlay_tints_nails_and_keeps_background():
+    image = Image.fromarray(np.full((40, 40, 3), 100, np.uint8))
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:30, 10:30] = 1
+    pixels = np.asarray(render_overlay(image, mask))
+    assert (pixels[mask == 0] == 100).all()
+    assert (pixels[20, 20] != 100).any()  # tinted inside
+    assert not np.array_equal(pixels[10, 20], pixels[20, 20])  # outline differs from fill
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def test_resize_mode_matches_the_hf_pipeline(tiny_run_dir, predictor):
+    from transformers import pipeline
+
+    segmenter = pipeline("image-segmentation", model=str(tiny_run_dir), device="cpu")
+    photos = [_photo(i, size) for i, size in enumerate([(96, 64), (50, 70), (128, 128)])]
+    for photo, prediction in zip(photos, predictor.predict(photos), strict=True):
+        masks = {item["label"]: np.asarray(item["mask"]) for item in segmenter(photo)}
+        expected = masks.get("nail", np.zeros((photo.height, photo.width), np.uint8)) // 255
+        np.testing.assert_array_equal(prediction.mask, expected)
+
+
+def test_flip_tta_averages_the_unmirrored_mirror_prediction(confident_run_dir, square_photos):
+    plain = Predictor.from_pretrained(confident_run_dir, device="cpu")
+    tta = Predictor.from_pretrained(confident_run_dir, device="cpu", tta=True)
+    mirrored = [p.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for p in square_photos]
+    for a, m, t in zip(
+        plain.predict(square_photos),
+        plain.predict(mirrored),
+        tta.predict(square_photos),
+        strict=True,
+    ):
+        expected = (a.nail_probability + m.nail_probability[:, ::-1]) / 2
+        np.testing.assert_allclose(t.nail_probability, expected, atol=1e-6)
+        # TTA can only change pixels where the mirror disagrees: the smoke model is not
+        # mirror-consistent (about 80% agreement), which bounds TTA-vs-plain agreement.
+        agree = a.mask == m.mask[:, ::-1]
+        np.testing.assert_array_equal(t.mask[agree], a.mask[agree])
+
+
+def test_slide_with_one_window_matches_resize(confident_run_dir, square_photos):
+    # A square photo scaled to the 64 px model size is exactly one window, so the model sees
+    # the same pixels as in resize mode; only the order of upsampling and softmax differs,
+    # which moves boundary pixels within one logit cell (4 px at 64 px).
+    resize = Predictor.from_pretrained(confident_run_dir, device="cpu")
+    slide = Predictor.from_pretrained(
+        confident_run_dir, device="cpu", mode="slide", slide_scale=64, window=64
+    )
+    for a, b in zip(resize.predict(square_photos), slide.predict(square_photos), strict=True):
+        assert (a.mask == b.mask).mean() >= 0.99
+        assert np.abs(a.nail_probability - b.nail_probability).mean() < 0.005
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_slide_with_many_windows_covers_the_photo(tiny_run_dir, tta):
+    slide = Predictor.from_pretrained(
+        tiny_run_dir,
+        device="cpu",
+        mode="slide",
+        slide_scale=96,
+        window=32,
+        overlap=0.25,
+        tta=tta,
+        batch_size=32,
+    )
+    [prediction] = slide.predict([_photo(0, (150, 100))])
+    assert prediction.nail_probability.shape == prediction.mask.shape == (100, 150)
+    assert np.isfinite(prediction.nail_probability).all()
+    assert 0 <= prediction.nail_probability.min() <= prediction.nail_probability.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("length", "window", "stride", "expected"),
+    [(64, 64, 32, [0]), (40, 64, 32, [0]), (100, 32, 16, [0, 16, 32, 48, 64, 68])],
+)
+def test_window_starts_cover_the_length(length, window, stride, expected):
+    assert _window_starts(length, window, stride) == expected
+
+
+def test_threshold_cuts_the_nail_probability(confident_run_dir, square_photos):
+    predictor = Predictor.from_pretrained(confident_run_dir, device="cpu", threshold=0.8)
+    [prediction] = predictor.predict(square_photos[:1])
+    np.testing.assert_array_equal(prediction.mask, prediction.nail_probability > 0.8)
+    if prediction.mask.any():
+        assert prediction.mean_confidence > 0.8
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"mode": "tile"}, {"threshold": 1.0}, {"overlap": 1.0}, {"batch_size": 0}, {"window": 0}],
+)
+def test_predictor_rejects_bad_arguments(predictor, kwargs):
+    with pytest.raises(ValueError, match="--"):
+        Predictor(predictor.runner, predictor.processor, **kwargs)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def test_masks_evaluation_equals_the_training_metric(tiny_run_dir, synthetic_root, tmp_path):
+    from transformers import SegformerForSemanticSegmentation
+
+    from nail_segformer.metrics import StreamingSegmentationMetrics
+    from nail_segformer.transforms import (
+        SegmentationTransform,
+        load_image_processor,
+        processor_size,
+    )
+
+    processor = load_image_processor(tiny_run_dir)
+    height, width = processor_size(processor)
+    root = tmp_path / "data"
+    for pair in find_pairs(synthetic_root).pairs:
+        for kind, image in (
+            ("Images", load_image(pair.image).resize((width, height), Image.Resampling.BILINEAR)),
+            (
+                "Masks",
+                Image.fromarray(load_labels(pair.mask) * 255).resize(
+                    (width, height), Image.Resampling.NEAREST
+                ),
+            ),
+        ):
+            (root / kind / pair.category).mkdir(parents=True, exist_ok=True)
+            image.save(root / kind / pair.category / f"{Path(pair.image).stem}.png")
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_run_dir), "--input", str(root / "Images"), "--output", str(out)]
+    assert main([*argv, "--masks", str(root / "Masks"), "--batch_size", "4"]) == 0
+    predicted = json.loads((out / "metrics.json").read_text())["metrics"]
+
+    pairs = find_pairs(root).pairs
+    batch = SegmentationTransform(processor)(
+        {"image": [p.image for p in pairs], "label": [p.mask for p in pairs]}
+    )
+    model = SegformerForSemanticSegmentation.from_pretrained(tiny_run_dir).eval()
+    metric = StreamingSegmentationMetrics(ID2LABEL)
+    for start in range(0, len(pairs), 4):
+        pixel_values = torch.from_numpy(np.stack(batch["pixel_values"][start : start + 4]))
+        labels = torch.from_numpy(np.stack(batch["labels"][start : start + 4]))
+        with torch.inference_mode():
+            logits = model(pixel_values=pixel_values).logits
+        expected = metric((logits, labels), compute_result=start + 4 >= len(pairs))
+    assert predicted == expected
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_files_are_named_and_the_rest_is_predicted(tiny_run_dir, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _photo(0, (64, 48)).save(photos / "good.jpg")
+    _photo(1, (48, 64)).save(photos / "also_good.png")
+    (photos / "notes.txt").write_text("not a photo")
+    (photos / "broken.jpg").write_bytes((photos / "good.jpg").read_bytes()[:200])
+    out = tmp_path / "out"
+    code = main(["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)])
+    assert code == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")]
+    assert sorted(line.split(":")[0].rsplit("/", 1)[1] for line in failed) == [
+        "broken.jpg",
+        "notes.txt",
+    ]
+    records = {
+        r["file"].split("/")[-1]: r for r in map(json.loads, (out / "predictions.jsonl").open())
+    }
+    assert records["notes.txt"]["error"] and records["broken.jpg"]["error"]
+    assert (out / "masks" / "good.png").is_file() and (out / "masks" / "also_good.png").is_file()
+
+
+def test_missing_input_and_missing_mask_fail_with_exit_1(tiny_run_dir, tmp_path, capsys):
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    photos.mkdir()
+    masks.mkdir()
+    _photo(0, (64, 48)).save(photos / "a.png")
+    code = main(
+        [
+            "--model",
+            str(tiny_run_dir),
+            "--input",
+            str(photos),
+            str(tmp_path / "nowhere"),
+            "--masks",
+            str(masks),
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "no mask for this photo" in err
+
+
+def test_uncached_hub_id_offline_is_a_usage_error(tmp_path, capsys):
+    photo = tmp_path / "a.png"
+    _photo(0, (64, 48)).save(photo)
+    argv = ["--model", "nobody/no-such-nail-model", "--input", str(photo)]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 2
+    assert "nobody/no-such-nail-model" in capsys.readouterr().err
+
+
+def test_model_folder_without_processor_is_a_usage_error(tiny_run_dir, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_run_dir / name, model_dir)
+    photo = tmp_path / "a.png"
+    _photo(0, (64, 48)).save(photo)
+    argv = ["--model", str(model_dir), "--input", str(photo), "--output", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(model_dir) in err and "preprocessor_config.json" in err
