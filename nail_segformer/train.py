@@ -282,15 +282,22 @@ def _read_config_file(path: str) -> dict[str, Any]:
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
-    """Configure the root logger and the HF libraries once, at the process's log level."""
+    """Configure the root logger and the HF libraries once, at the process's log level.
+
+    With the default ``--log_level passive`` the libraries stay at warnings while this package
+    logs its one-off facts (data, model, resume) at info on the main process.
+    """
     import datasets
     import transformers
 
     level = training_args.get_process_log_level()
+    ours = logging.INFO if training_args.log_level == "passive" and training_args.should_log else level
     logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        level=min(level, ours),
     )
-    logging.getLogger("nail_segformer").setLevel(level)
+    logging.getLogger("nail_segformer").setLevel(ours)
     transformers.utils.logging.set_verbosity(level)
     datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
 
