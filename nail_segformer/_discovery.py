@@ -86,7 +86,7 @@ def _child_dir(parent: Path, names: Sequence[str]) -> Path | None:
     return matches[0] if matches else None
 
 
-def _list_files(top: Path) -> dict[tuple[str, str], list[Path]]:
+def list_files_by_key(top: Path) -> dict[tuple[str, str], list[Path]]:
     """Files under ``top`` keyed by (category, stem), both lower-cased; hidden files skipped."""
     found: dict[tuple[str, str], list[Path]] = defaultdict(list)
     for dirpath, dirnames, filenames in os.walk(top):
@@ -117,8 +117,8 @@ def _scan_layout(
     images_dir: Path, masks_dir: Path, root: Path, split: str | None, result: ScanResult
 ) -> None:
     """Pair the files of one Images/Masks twin, appending pairs and problems to ``result``."""
-    images = _list_files(images_dir)
-    masks = _list_files(masks_dir)
+    images = list_files_by_key(images_dir)
+    masks = list_files_by_key(masks_dir)
     image_categories = Counter(cat for cat, _ in images)
     mask_categories = Counter(cat for cat, _ in masks)
     empty_mask_categories = {c for c in image_categories if c not in mask_categories}

@@ -18,8 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nail_segformer._discovery import ROOT_CATEGORY, _list_files
-from nail_segformer.data import ID2LABEL, IGNORE_INDEX, NAIL, load_labels
+from nail_segformer.data import (
+    ID2LABEL,
+    IGNORE_INDEX,
+    NAIL,
+    ROOT_CATEGORY,
+    list_files_by_key,
+    load_labels,
+)
 from nail_segformer.metrics import compute_confusion_matrix, compute_metrics_from_confusion
 
 __all__ = ["MaskLookup", "Evaluation", "format_report"]
@@ -48,7 +54,7 @@ class MaskLookup:
         self.masks_dir = Path(masks_dir).expanduser()
         if not self.masks_dir.is_dir():
             raise ValueError(f"--masks {self.masks_dir} is not a folder")
-        self._files = _list_files(self.masks_dir)
+        self._files = list_files_by_key(self.masks_dir)
 
     def find(self, category: str, stem: str) -> Path:
         """The mask file of a photo.

@@ -23,8 +23,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from nail_segformer._discovery import ROOT_CATEGORY
-from nail_segformer._files import is_hidden_or_os_file
+from nail_segformer.data import ROOT_CATEGORY, is_hidden_or_os_file
 
 __all__ = ["InputItem", "expand_inputs", "render_overlay", "OutputWriter", "RECORD_FIELDS"]
 

@@ -38,6 +38,7 @@ from nail_segformer._discovery import (
     Problem,
     ScanResult,
     find_pairs,
+    list_files_by_key,
 )
 from nail_segformer._files import (
     BACKGROUND,
@@ -46,6 +47,7 @@ from nail_segformer._files import (
     LABEL2ID,
     NAIL,
     ImageReadError,
+    is_hidden_or_os_file,
     load_image,
     load_labels,
     mask_to_labels,
@@ -67,6 +69,8 @@ __all__ = [
     "Problem",
     "ScanResult",
     "find_pairs",
+    "list_files_by_key",
+    "is_hidden_or_os_file",
     "split_pairs",
     "write_manifest",
     "read_manifest",
