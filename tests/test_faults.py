@@ -132,15 +132,33 @@ def test_sigterm_saves_a_checkpoint_then_rerun_resumes(synthetic_root, tmp_path)
     assert f"resuming from {checkpoints[0]}" in out
 
 
-def test_failed_push_keeps_every_local_file(synthetic_root, tmp_path):
+@pytest.mark.parametrize("failure", ["hub down", "bad token"])
+def test_failed_push_keeps_every_local_file(synthetic_root, tmp_path, failure):
+    from hub_stub import HubStub
+
     run = tmp_path / "run"
-    argv = tiny_run_argv(synthetic_root, run, "--push_to_hub", "true", "--hub_model_id", "me/nails")
-    # Port 9 (discard) on loopback: connection refused at once, like a Hub that is down.
-    code, out = _run(
-        argv, HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1"
+    token = "hf_wrongwrongwrongwrongwrongwrongwr"
+    argv = tiny_run_argv(
+        synthetic_root,
+        run,
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "me/nails",
+        "--hub_token",
+        token,
     )
+    env = {"HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(tmp_path / "hf")}
+    if failure == "hub down":
+        # Port 9 (discard) on loopback: connection refused at once.
+        code, out = _run(argv, HF_ENDPOINT="http://127.0.0.1:9", **env)
+    else:
+        with HubStub(expected_token="hf_therightoneisnotthisoneatall00") as hub:
+            code, out = _run(argv, HF_ENDPOINT=hub.url, **env)
+        assert hub.commits_to("me/nails") == []
     assert code == 3, out
-    assert "hf upload me/nails" in out and "pushing to the Hub failed" in out
+    assert "pushing to the Hub failed" in out and "hf upload me/nails" in out
+    assert token not in out
     for name in (
         "model.safetensors",
         "config.json",
