@@ -315,6 +315,19 @@ def load_splits(
 # --------------------------------------------------------------------------- check CLI
 
 
+def _decode_problem(path: str, what: str, err: Exception, scan: ScanResult | None) -> dict:
+    shown = _relative(path, Path(scan.root).resolve()) if scan else path
+    reason = err.__cause__ or err
+    return asdict(
+        Problem(
+            "undecodable file",
+            shown,
+            f"this {what}'s pixel data cannot be decoded ({reason})",
+            "replace it with a complete image file, or move it out of the data folder",
+        )
+    )
+
+
 def summarize(pairs: Sequence[Pair], scan: ScanResult | None, read_masks: bool = True) -> dict:
     """Summarise a split data set: counts per category and split, sizes, nail pixel fraction.
 
@@ -331,14 +344,13 @@ def summarize(pairs: Sequence[Pair], scan: ScanResult | None, read_masks: bool =
             continue
         try:
             load_image(pair.image)
+        except ImageReadError as err:
+            decode_problems.append(_decode_problem(pair.image, "photo", err, scan))
+            continue
+        try:
             fractions[pair.category].append(float(load_labels(pair.mask).mean()))
         except ImageReadError as err:
-            # The loaders name the file at fault as the message's last path.
-            decode_problems.append(
-                asdict(
-                    Problem("undecodable file", pair.image, str(err), "replace the file named here")
-                )
-            )
+            decode_problems.append(_decode_problem(pair.mask, "mask", err, scan))
     areas = np.array([w * h for w, h in sizes]) if sizes else np.zeros(1)
     summary = {
         "root": scan.root if scan else None,

@@ -25,6 +25,10 @@ from nail_segformer.losses import CLASS_WEIGHT_METHODS, LOSS_NAMES
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS
 
 __all__ = [
+    "MANIFEST_NAME",
+    "RUN_ARGS_NAME",
+    "BAD_PAIRS_NAME",
+    "format_metrics_table",
     "DataArguments",
     "ModelArguments",
     "NailTrainingArguments",
@@ -37,6 +41,12 @@ logger = logging.getLogger(__name__)
 RUN_ARGS_NAME = "run_args.json"
 MANIFEST_NAME = "split_manifest.csv"
 BAD_PAIRS_NAME = "bad_pairs.json"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @dataclass
@@ -238,6 +248,10 @@ class NailTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Keep False: token averaging would rescale a segmentation loss."},
     )
+    dataloader_pin_memory: bool = field(
+        default_factory=_cuda_available,
+        metadata={"help": "Pin batches in page-locked memory (default: when a GPU is present)."},
+    )
     dataloader_num_workers: int = field(
         default=2, metadata={"help": "Data loading worker processes."}
     )
@@ -291,7 +305,9 @@ def setup_logging(training_args: TrainingArguments) -> None:
     import transformers
 
     level = training_args.get_process_log_level()
-    ours = logging.INFO if training_args.log_level == "passive" and training_args.should_log else level
+    ours = (
+        logging.INFO if training_args.log_level == "passive" and training_args.should_log else level
+    )
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",

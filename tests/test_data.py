@@ -428,7 +428,7 @@ def test_check_cli_finds_truncated_photo(clean_root, capsys):
     assert data.find_pairs(clean_root).problems == []
     assert data.main([str(clean_root), "--json"]) == 1
     summary = json.loads(capsys.readouterr().out)
-    assert any("n_1_01.jpg" in p["message"] for p in summary["problems"])
+    assert [p["path"] for p in summary["problems"]] == ["Images/1/n_1_01.jpg"]
 
 
 def test_check_cli_unreadable_root_exits_2(tmp_path, capsys):
