@@ -26,21 +26,15 @@ from nail_segformer.data import (
     list_files_by_key,
     load_labels,
 )
-from nail_segformer.metrics import compute_confusion_matrix, compute_metrics_from_confusion
+from nail_segformer.metrics import (
+    HEADLINE_METRICS,
+    compute_confusion_matrix,
+    compute_metrics_from_confusion,
+)
 
 __all__ = ["MaskLookup", "Evaluation", "format_report"]
 
 logger = logging.getLogger(__name__)
-
-_TABLE_KEYS = (
-    "iou_nail",
-    "iou_background",
-    "mean_iou",
-    "nail_dice",
-    "nail_precision",
-    "nail_recall",
-    "overall_accuracy",
-)
 
 
 class MaskLookup:
@@ -123,7 +117,7 @@ def format_report(evaluation: Evaluation, worst: int) -> str:
     """The metrics table, then the ``worst`` photos by nail IoU."""
     metrics = evaluation.metrics()
     lines = [f"evaluated {len(evaluation.per_image)} photo(s)", f"{'metric':<18}{'value':>10}"]
-    lines += [f"{key:<18}{metrics[key]:>10.4f}" for key in _TABLE_KEYS]
+    lines += [f"{key:<18}{metrics[key]:>10.4f}" for key in HEADLINE_METRICS]
     rows = evaluation.worst(worst)
     if rows:
         lines += [

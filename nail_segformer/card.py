@@ -7,21 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.model import NVIDIA_LICENSE_NOTE
 
 __all__ = ["render_model_card", "write_model_card"]
 
 logger = logging.getLogger(__name__)
-
-_METRIC_ROWS = (
-    ("iou_nail", "IoU (nail)"),
-    ("iou_background", "IoU (background)"),
-    ("mean_iou", "mean IoU"),
-    ("nail_dice", "Dice / F1 (nail)"),
-    ("nail_precision", "precision (nail)"),
-    ("nail_recall", "recall (nail)"),
-    ("overall_accuracy", "pixel accuracy"),
-)
 
 
 def _license_fields(base_model: str | None) -> dict[str, str]:
@@ -39,7 +30,7 @@ def _metric_table(metrics: dict[str, dict[str, float]]) -> str:
     if not splits:
         return "No evaluation was run."
     lines = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
-    for key, title in _METRIC_ROWS:
+    for key, title in HEADLINE_METRICS.items():
         values = [metrics[s].get(key) for s in splits]
         if all(v is None for v in values):
             continue
@@ -82,7 +73,7 @@ def render_model_card(
             metric_value=float(values[key]),
         )
         for split, values in metrics.items()
-        for key, title in _METRIC_ROWS
+        for key, title in HEADLINE_METRICS.items()
         if values.get(key) is not None
     ]
     data = ModelCardData(

@@ -33,6 +33,7 @@ from nail_segformer.data import IGNORE_INDEX, NAIL
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "HEADLINE_METRICS",
     "MEAN_IOU_MODULE",
     "ConfusionMatrixAccumulator",
     "StreamingSegmentationMetrics",
@@ -40,6 +41,17 @@ __all__ = [
     "compute_metrics_from_confusion",
     "load_mean_iou",
 ]
+
+# The metrics that reports, tables and model cards show for the nail labels, with their titles.
+HEADLINE_METRICS: dict[str, str] = {
+    "iou_nail": "IoU (nail)",
+    "iou_background": "IoU (background)",
+    "mean_iou": "mean IoU",
+    "nail_dice": "Dice / F1 (nail)",
+    "nail_precision": "precision (nail)",
+    "nail_recall": "recall (nail)",
+    "overall_accuracy": "pixel accuracy",
+}
 
 MEAN_IOU_MODULE = Path(__file__).resolve().parent / "metric_modules" / "mean_iou" / "mean_iou.py"
 

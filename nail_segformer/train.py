@@ -22,6 +22,7 @@ from nail_segformer import _run_dir
 from nail_segformer._trainer import StopOnSignal
 from nail_segformer.data import ID2LABEL, ON_BAD_PAIR_CHOICES, load_splits, write_manifest
 from nail_segformer.losses import CLASS_WEIGHT_METHODS, LOSS_NAMES
+from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS
 
 __all__ = [
@@ -489,19 +490,7 @@ def save_run_args(output_dir: str, data_args, model_args, training_args) -> None
 def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     """A small text table: one row per metric, one column per split."""
     splits = list(metrics)
-    keys = [
-        k
-        for k in (
-            "iou_nail",
-            "iou_background",
-            "mean_iou",
-            "nail_dice",
-            "nail_precision",
-            "nail_recall",
-            "overall_accuracy",
-        )
-        if any(k in metrics[s] for s in splits)
-    ]
+    keys = [k for k in HEADLINE_METRICS if any(k in metrics[s] for s in splits)]
     lines = [f"{'metric':<18}" + "".join(f"{s:>12}" for s in splits)]
     for key in keys:
         lines.append(
