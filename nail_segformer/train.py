@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 from dataclasses import asdict, dataclass, field
@@ -330,10 +329,11 @@ def ensure_data(data_args: DataArguments) -> None:
     generate_dataset(root, n=data_args.synthetic_samples, seed=data_args.synthetic_seed)
 
 
-def load_data(data_args: DataArguments, output_dir: str, resuming: bool):
+def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: bool = True):
     """Discover, check and split the data; write the manifest and any skipped-file report.
 
-    A resumed run reuses the manifest in ``output_dir``, so it trains on the same split.
+    A resumed run reuses the manifest in ``output_dir``, so it trains on the same split. Only
+    the process that saves (``write``) writes files.
 
     Returns:
         ``(dataset_dict, pairs)``.
@@ -351,7 +351,7 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool):
         on_bad_pair=data_args.on_bad_pair,
         manifest=manifest,
     )
-    if _is_main_process():
+    if write:
         if scan is not None and scan.problems:
             report = [asdict(p) for p in scan.problems]
             (Path(output_dir) / BAD_PAIRS_NAME).write_text(json.dumps(report, indent=2))
@@ -370,10 +370,6 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool):
         dataset_dict["train"].features["category"].names,
     )
     return dataset_dict, pairs
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, seed: int):
@@ -511,7 +507,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     with training_args.main_process_first(desc="synthetic data", local=False):
         ensure_data(data_args)
     dataset_dict, _ = load_data(
-        data_args, training_args.output_dir, resuming=resume_from is not None
+        data_args,
+        training_args.output_dir,
+        resuming=resume_from is not None,
+        write=training_args.should_save,
     )
     if training_args.should_save:
         save_run_args(training_args.output_dir, data_args, model_args, training_args)
