@@ -180,7 +180,6 @@ class SegmentationTransform:
             "labels": list(encoded["labels"].astype(np.int64)),
         }
 
-
     def _reseed(self) -> None:
         # Draw each sample's augmentation seed from torch's global generator, which the Trainer
         # seeds, saves in every checkpoint and restores on resume: a resumed run then augments
