@@ -51,7 +51,10 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
         with Image.open(path) as im:
             width, height = im.size
             mode = im.mode
-            orientation = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+            # PngImageFile.getexif() decodes the whole image first, in case an eXIf chunk
+            # follows the pixel data; the base method reads what the header carried, which is
+            # where PNG writers (and PNG's 3rd edition) put it.
+            orientation = Image.Image.getexif(im).get(_EXIF_ORIENTATION_TAG, 1)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"cannot decode {path}: {err}") from err
     if orientation in _TRANSPOSING_ORIENTATIONS:

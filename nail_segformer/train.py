@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.training_args import ParallelMode
 
 from nail_segformer import _run_dir
 from nail_segformer._trainer import StopOnSignal
@@ -248,6 +250,13 @@ class NailTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Keep False: token averaging would rescale a segmentation loss."},
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "Keep False: every SegFormer parameter takes part in each forward pass, and "
+            "True makes DDP search the graph for unused ones at every step."
+        },
+    )
     dataloader_pin_memory: bool = field(
         default_factory=_cuda_available,
         metadata={"help": "Pin batches in page-locked memory (default: when a GPU is present)."},
@@ -316,6 +325,41 @@ def setup_logging(training_args: TrainingArguments) -> None:
     logging.getLogger("nail_segformer").setLevel(ours)
     transformers.utils.logging.set_verbosity(level)
     datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
+
+
+def effective_batch_size(training_args: TrainingArguments) -> int:
+    """Photos per optimizer step: per-device batch x devices x gradient accumulation steps."""
+    return (
+        training_args.train_batch_size  # per-device batch x GPUs of this process
+        * training_args.world_size
+        * training_args.gradient_accumulation_steps
+    )
+
+
+def check_launch(training_args: TrainingArguments) -> None:
+    """Stop when a launcher started several processes that the Trainer did not join up.
+
+    ``torchrun`` and ``accelerate launch`` set ``WORLD_SIZE``. On a machine without GPUs the
+    Trainer joins the processes (over gloo) only with ``--use_cpu true``; otherwise each would
+    train alone on all the data and write to the same output folder. Logs the effective batch.
+
+    Raises:
+        ValueError: ``WORLD_SIZE`` > 1 but the Trainer runs one independent process each.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.parallel_mode == ParallelMode.NOT_PARALLEL:
+        raise ValueError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but the Trainer does not "
+            f"join them (device {training_args.device}); on a machine without GPUs add "
+            "--use_cpu true, so that they train together over the gloo backend"
+        )
+    logger.info(
+        "batch: %d per device x %d process(es) x %d accumulation step(s) = %d photos per step",
+        training_args.per_device_train_batch_size,
+        training_args.world_size,
+        training_args.gradient_accumulation_steps,
+        effective_batch_size(training_args),
+    )
 
 
 def ensure_data(data_args: DataArguments) -> None:
@@ -503,6 +547,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     """
     data_args, model_args, training_args = parse_args(argv)
     setup_logging(training_args)
+    check_launch(training_args)
     resume_from, _lock = _run_dir.prepare_output_dir(training_args)  # held until exit
     with training_args.main_process_first(desc="synthetic data", local=False):
         ensure_data(data_args)

@@ -1,0 +1,91 @@
+"""Evaluate a saved model on a validation split, in one process or several (test_distributed.py).
+
+    torchrun --nproc_per_node=2 tests/_ddp_eval.py MODEL_DIR DATA_ROOT WORK_DIR
+    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml tests/_ddp_eval.py ...
+
+The model, processor, eval transform, ``NailTrainer`` and streaming metric are built by the same
+functions as ``run_finetune.py``; only the split differs: 7 validation photos out of the 16 of
+``conftest.synthetic_root``, evaluated 2 per device, so on 2 processes the distributed sampler
+pads the last global batch (7 is not a multiple of 2 x 2). Every rank writes
+``WORK_DIR/rank<RANK>.json``: the metrics and the confusion matrix they were computed from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from nail_segformer import train
+from nail_segformer.metrics import ConfusionMatrixAccumulator
+
+VALIDATION_FRACTION = 0.45  # 7 of 16 photos
+EVAL_BATCH_SIZE = 2
+
+
+class RecordingAccumulator(ConfusionMatrixAccumulator):
+    """Keeps a copy of the confusion matrix each time an evaluation ends (and resets it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.finished: list[list[list[int]]] = []
+
+    def reset(self) -> None:
+        self.finished.append(self.confusion.tolist())
+        super().reset()
+
+
+def evaluate(model_dir: str, data_root: str, work_dir: str) -> dict:
+    """Evaluate ``model_dir`` on the validation split; returns metrics and confusion matrix."""
+    data_args, model_args, training_args = train.parse_args(
+        [
+            "--data_root",
+            str(data_root),
+            "--model_name_or_path",
+            str(model_dir),
+            "--output_dir",
+            str(work_dir),
+            "--validation_fraction",
+            str(VALIDATION_FRACTION),
+            "--test_fraction",
+            "0",
+            "--per_device_eval_batch_size",
+            str(EVAL_BATCH_SIZE),
+            "--dataloader_num_workers",
+            "0",
+            "--use_cpu",
+            "true",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    dataset_dict, _ = train.load_data(
+        data_args, str(work_dir), resuming=False, write=training_args.should_save
+    )
+    model, processor = train.build_model_and_processor(model_args, data_args, training_args.seed)
+    trainer, datasets = train.build_trainer(
+        model, processor, dataset_dict, data_args, model_args, training_args, card_writer=None
+    )
+    streaming = trainer.compute_metrics
+    streaming.accumulator = RecordingAccumulator(streaming.accumulator.id2label)
+    metrics = trainer.evaluate(datasets["validation"])
+    (confusion,) = streaming.accumulator.finished
+    return {
+        "world_size": training_args.world_size,
+        "validation_size": len(datasets["validation"]),
+        "metrics": metrics,
+        "confusion": confusion,
+    }
+
+
+def main(argv: list[str]) -> None:
+    model_dir, data_root, work_dir = argv
+    result = evaluate(model_dir, data_root, work_dir)
+    rank = os.environ.get("RANK", "0")
+    (Path(work_dir) / f"rank{rank}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
