@@ -4,8 +4,8 @@ What must not depend on the number of processes:
 
 - the training loss at equal global batch size. transformers 5 multiplies a custom loss by the
   number of processes when it counts label "tokens"; ``NailTrainer._get_num_items_in_batch`` and
-  ``average_tokens_across_devices=False`` each prevent it (the accelerate run sets the flag to
-  true, so that the first is tested alone);
+  ``average_tokens_across_devices=False`` each prevent it (the torchrun run sets the flag to
+  true, so that the first is tested alone; the accelerate run, slow-marked, keeps the default);
 - the evaluation metrics of one model. On 2 processes the distributed sampler pads the last batch
   with repeated photos, which ``gather_for_metrics`` must drop before they reach the confusion
   matrix;
@@ -53,10 +53,11 @@ OTHER_RANK_FILE_MODE, OTHER_RANK_DIR_MODE = 0o640, 0o750
 OTHER_RANK_ALLOWED = re.compile(r"^checkpoint-\d+(/rng_state_[1-9]\d*\.pth)?$")
 
 LOSS_TOLERANCE = 0.1
-LAUNCHERS = ("accelerate", "torchrun")
-# The accelerate run turns token averaging on, so that only NailTrainer's own guard stands
-# between the loss and the factor of 2.
-EXTRA_FLAGS = {"torchrun": (), "accelerate": ("--average_tokens_across_devices", "true")}
+# accelerate adds ~40 s and tests the same Trainer path, so it runs with -m slow only.
+LAUNCHERS = (pytest.param("accelerate", marks=pytest.mark.slow), "torchrun")
+# The torchrun run turns token averaging on, so that only NailTrainer's own guard stands between
+# the loss and the factor of 2; the accelerate run keeps the package default (off).
+EXTRA_FLAGS = {"torchrun": ("--average_tokens_across_devices", "true"), "accelerate": ()}
 
 
 def _free_port() -> int:
