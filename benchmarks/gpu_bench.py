@@ -1,0 +1,270 @@
+"""GPU training throughput of a MiT-b4 SegFormer (random init) and how long it waits for data.
+
+Run by ``benchmarks/gpu.sh`` on a GPU machine; ``--dry-run`` runs every code path on CPU with
+a tiny model in well under a minute, so the script can be checked anywhere.
+
+Measured, each after warm-up steps, on one batch kept on the device:
+
+- ``fp32``, ``bf16`` (autocast), ``channels_last`` (fp32, NHWC weights and inputs),
+  ``compile`` (``torch.compile`` of the model, bf16 autocast): samples/s and peak memory
+  (``torch.cuda.max_memory_allocated``) of forward + loss + backward + AdamW step;
+- ``loader``: the package's Trainer data loader (``build_trainer(...).get_train_dataloader()``,
+  8 workers, pinned memory) feeding the bf16 step: the fraction of the step time spent waiting
+  for the next batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+CONFIGS = ("fp32", "bf16", "channels_last", "compile")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--preset", default="mit-b4", help="nail_segformer.model preset.")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    parser.add_argument("--compile-backend", default="inductor")
+    parser.add_argument("--loader-workers", type=int, default=8)
+    parser.add_argument("--loader-steps", type=int, default=30)
+    parser.add_argument("--photos", type=int, default=320, help="Synthetic photos to load.")
+    parser.add_argument("--budget-s", type=float, default=420, help="Skip what would not fit.")
+    parser.add_argument("--out", help="Write the results as JSON here.")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="CPU, tiny model, 64², 1 step each, eager compile: checks the code, measures nothing.",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        args.device, args.preset, args.size, args.batch = "cpu", "tiny", 64, 2
+        args.warmup, args.steps, args.loader_workers, args.loader_steps = 1, 1, 2, 2
+        args.photos, args.compile_backend = 8, "eager"
+    return args
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _step_fn(model, optimizer, loss_fn, autocast_dtype, device):
+    import torch
+
+    def step(pixel_values, labels):
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            outputs = model(pixel_values=pixel_values)
+            loss = loss_fn(outputs, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+def measure_config(name: str, args, device, batch: dict) -> dict:
+    """samples/s and peak memory of one training-step configuration."""
+    import torch
+
+    from nail_segformer.data import ID2LABEL
+    from nail_segformer.losses import SegmentationLoss
+    from nail_segformer.model import build_model
+
+    model = build_model(args.preset, ID2LABEL, seed=0).to(device).train()
+    pixel_values, labels = batch["pixel_values"].to(device), batch["labels"].to(device)
+    if name == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, fused=device.type == "cuda")
+    loss_fn = SegmentationLoss("ce").as_trainer_loss()
+    autocast = torch.bfloat16 if name in ("bf16", "compile") else None
+    runner = model
+    if name == "compile":
+        runner = torch.compile(model, backend=args.compile_backend)
+    step = _step_fn(runner, optimizer, loss_fn, autocast, device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(args.warmup):
+        step(pixel_values, labels)
+    _sync(device)
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step(pixel_values, labels)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    result = {
+        "config": name,
+        "samples_per_s": args.steps * args.batch / seconds,
+        "step_ms": 1000 * seconds / args.steps,
+        "peak_memory_gib": None if peak is None else peak / 2**30,
+        "warmup_s": warm,
+        "loss": float(loss.detach()),
+    }
+    del model, runner, optimizer, step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def measure_loader_wait(args, device, data_root: str, work: str) -> dict:
+    """Fraction of the bf16 step time spent waiting for the Trainer's data loader."""
+    import torch
+
+    from nail_segformer.data import load_splits
+    from nail_segformer.losses import SegmentationLoss
+    from nail_segformer.train import build_model_and_processor, build_trainer
+    from nail_segformer.train import parse_args as parse_train_args
+
+    argv = [
+        "--data_root", data_root, "--output_dir", work, "--from_scratch_preset", args.preset,
+        "--image_size", str(args.size), "--per_device_train_batch_size", str(args.batch),
+        "--dataloader_num_workers", str(args.loader_workers), "--eval_strategy", "no",
+        "--save_strategy", "no", "--load_best_model_at_end", "false", "--seed", "0",
+        "--use_cpu", str(device.type == "cpu").lower(), "--disable_tqdm", "true",
+    ]  # fmt: skip
+    data_args, model_args, training_args = parse_train_args(argv)
+    dataset_dict, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
+    model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
+    trainer, _ = build_trainer(
+        model, processor, dataset_dict, data_args, model_args, training_args, None
+    )
+    loader = trainer.get_train_dataloader()  # pinned memory, workers, moves batches to device
+    model = model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, fused=device.type == "cuda")
+    step = _step_fn(model, optimizer, SegmentationLoss("ce").as_trainer_loss(), torch.bfloat16,
+                    device)  # fmt: skip
+    waits, totals = [], []
+    iterator = iter(loader)
+    for index in range(args.loader_steps + args.warmup):
+        start = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            batch = next(iterator)
+        pixel_values = batch["pixel_values"].to(device, non_blocking=True)
+        labels = batch["labels"].to(device, non_blocking=True)
+        _sync(device)
+        fetched = time.perf_counter()
+        step(pixel_values, labels)
+        _sync(device)
+        if index >= args.warmup:  # the first batches include worker start-up
+            waits.append(fetched - start)
+            totals.append(time.perf_counter() - start)
+    return {
+        "config": f"loader ({args.loader_workers} workers, bf16 step)",
+        "wait_fraction": sum(waits) / sum(totals),
+        "samples_per_s": len(totals) * args.batch / sum(totals),
+        "mean_wait_ms": 1000 * sum(waits) / len(waits),
+        "mean_step_ms": 1000 * sum(totals) / len(totals),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def format_table(results: list[dict]) -> str:
+    lines = [
+        "| config | samples/s | step ms | peak GPU memory GiB | data wait |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        peak = r.get("peak_memory_gib")
+        wait = r.get("wait_fraction")
+        lines.append(
+            f"| {r['config']} | {r['samples_per_s']:.2f} | {r.get('step_ms', r.get('mean_step_ms')):.1f} "
+            f"| {'-' if peak is None else f'{peak:.2f}'} | {'-' if wait is None else f'{wait:.1%}'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+    import transformers
+    from transformers import default_data_collator
+
+    from nail_segformer.data import load_splits
+    from nail_segformer.synthetic import generate_dataset
+    from nail_segformer.transforms import (
+        attach_transforms,
+        build_train_transforms,
+        load_image_processor,
+    )
+
+    started = time.perf_counter()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run with --device cpu --dry-run to check the script")
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here; bf16 is its own row
+    torch.backends.cudnn.allow_tf32 = False
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "preset": args.preset,
+        "size": args.size,
+        "batch": args.batch,
+    }
+    print(json.dumps(info), flush=True)
+    with tempfile.TemporaryDirectory(prefix="nail-gpu-") as work:
+        data_root = str(Path(work) / "photos")
+        generate_dataset(data_root, n=args.photos, seed=0)
+        splits, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
+        processor = load_image_processor(None, size=args.size)
+        train = attach_transforms(
+            splits, processor, build_train_transforms(args.size, args.size, seed=0)
+        )["train"]
+        batch = default_data_collator(train.__getitems__(list(range(args.batch))))
+        # torch.compile last: its compilation takes the longest and is what the budget cuts.
+        jobs = [(name, lambda name=name: measure_config(name, args, device, batch))
+                for name in args.configs if name != "compile"]  # fmt: skip
+        jobs.append(
+            (
+                "loader",
+                lambda: measure_loader_wait(args, device, data_root, str(Path(work) / "run")),
+            )
+        )
+        if "compile" in args.configs:
+            jobs.append(("compile", lambda: measure_config("compile", args, device, batch)))
+        results = []
+        for name, job in jobs:
+            if time.perf_counter() - started > args.budget_s:
+                print(f"skipping {name}: time budget spent", file=sys.stderr)
+                continue
+            results.append(job())
+            print(json.dumps(results[-1]), flush=True)
+    print(format_table(results))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"info": info, "results": results}, indent=2))
+    print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""benchmarks/: the quick run prints every figure, and the GPU script's logic runs on CPU.
+
+Both start fresh interpreters that import torch and the Hugging Face stack several times, so
+they take minutes on 2 busy CPU cores and are marked slow (run them with ``pytest -m slow``).
+Speed figures are not asserted (the quick sizes measure start-up more than anything); the
+correctness figures are: the patched transform's bytes, metric agreement, identical masks.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# One entry per table row of `run.py --quick`, as (section, start of the figure text).
+QUICK_FIGURES = [
+    ("1", "training samples/s: Trainer loop ÷ bare step"),
+    ("2", "data pipeline samples/s (128², 0 workers)"),
+    ("2", "data pipeline samples/s (128², 1 workers)"),
+    ("2", "data pipeline samples/s (128², 2 workers)"),
+    ("2", "patch 01 pipeline (0 workers) ÷ current, same bytes"),
+    ("3", "eval peak RSS growth"),
+    ("3", "patch 04 time: evaluate() (tiny, 8 images), 1 MiB ÷ 32 MiB threshold"),
+    ("3", "patch 04 time: training step (tiny, batch 4), 1 MiB ÷ 32 MiB threshold"),
+    ("3", "eval time, usual way ÷ streaming"),
+    ("3", "eval time (tiny, 16 images) ÷ forward on in-memory tensors"),
+    ("3", "eval time (tiny, 16 images) ÷ forward over the same DataLoader"),
+    ("4", "mean IoU time, 50 maps 128²"),
+    ("4", "same with patch 02"),
+    ("4", "mean IoU agreement"),
+    ("5", "inference images/s: Predictor ÷ pipeline"),
+    ("5", "nail masks equal to the pipeline's (tiny, batch 4)"),
+    ("5", "nail masks equal to the pipeline's (tiny, batch 1)"),
+]
+MUST_BE_MET = ("same bytes", "mean IoU agreement", "nail masks equal")
+
+
+def _table_rows(stdout: str) -> list[list[str]]:
+    rows = []
+    for line in stdout.splitlines():
+        if line.startswith("| ") and not line.startswith("| # "):
+            rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+@pytest.mark.slow
+def test_quick_run_prints_every_figure(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    rows = _table_rows(done.stdout)
+    assert len(rows) == len(QUICK_FIGURES), done.stdout
+    for (section, figure), row in zip(QUICK_FIGURES, rows, strict=True):
+        assert len(row) == 8, row
+        assert row[0] == section and row[1].strip().startswith(figure), row
+        assert row[2] not in ("", "nan"), row
+        if any(key in figure for key in MUST_BE_MET):
+            assert row[6] == "yes", row
+    assert "### " in done.stdout and "versions:" in done.stdout and "machine:" in done.stdout
+
+
+@pytest.mark.slow
+def test_gpu_bench_dry_run_covers_every_config(tmp_path):
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_bench.py"), "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    results = json.loads(out.read_text())["results"]
+    configs = [r["config"] for r in results]
+    assert configs[:3] == ["fp32", "bf16", "channels_last"] and configs[4] == "compile"
+    assert configs[3].startswith("loader")
+    assert 0.0 <= results[3]["wait_fraction"] <= 1.0
+    assert all(r["samples_per_s"] > 0 for r in results)
+
+
+def test_gpu_script_is_valid_bash():
+    done = subprocess.run(
+        ["bash", "-n", str(BENCHMARKS / "gpu.sh")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
