@@ -225,6 +225,7 @@ class CardContext:
     model_args: Any
     training_args: Any
     dataset_dict: Any
+    data_args: Any = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def write(self, output_dir: str) -> None:
@@ -236,7 +237,11 @@ class CardContext:
             "learning_rate": ta.learning_rate,
             "train_batch_size": ta.per_device_train_batch_size,
             "gradient_accumulation_steps": ta.gradient_accumulation_steps,
-            "num_epochs": ta.num_train_epochs,
+            **(
+                {"max_steps": ta.max_steps}
+                if ta.max_steps > 0
+                else {"num_epochs": ta.num_train_epochs}
+            ),
             "warmup_steps": ta.warmup_steps,
             "lr_scheduler_type": str(getattr(ta.lr_scheduler_type, "value", ta.lr_scheduler_type)),
             "weight_decay": ta.weight_decay,
@@ -244,6 +249,9 @@ class CardContext:
             "class_weights": ma.class_weights,
             "seed": ta.seed,
         }
+        if self.data_args is not None:
+            hyperparameters["image_size"] = self.data_args.image_size
+            hyperparameters["train_crop_size"] = self.data_args.train_crop_size
         train = self.dataset_dict["train"]
         write_model_card(
             output_dir,

@@ -99,6 +99,18 @@ class DataArguments:
     crop_scale_min: float = field(
         default=0.3, metadata={"help": "Smallest random crop, as a fraction of the photo's area."}
     )
+    train_crop_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on square patches of this side (multiple of 32, at most --image_size) "
+            "cut at the evaluation scale, instead of whole images: more steps for the same "
+            "compute. Evaluation always sees whole images."
+        },
+    )
+    nail_crop_probability: float = field(
+        default=0.7,
+        metadata={"help": "With --train_crop_size: share of patches drawn around a nail."},
+    )
     hflip_probability: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
     rotate_limit: float = field(
         default=15.0, metadata={"help": "Largest random rotation (degrees)."}
@@ -125,6 +137,21 @@ class DataArguments:
             )
         if not 0.0 < self.crop_scale_min <= 1.0:
             raise ValueError(f"--crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
+        if self.train_crop_size is not None:
+            if self.train_crop_size < 32 or self.train_crop_size % 32:
+                raise ValueError(
+                    "--train_crop_size must be a multiple of 32, at least 32; got "
+                    f"{self.train_crop_size}"
+                )
+            if self.image_size is not None and self.train_crop_size > self.image_size:
+                raise ValueError(
+                    f"--train_crop_size ({self.train_crop_size}) must not exceed --image_size "
+                    f"({self.image_size})"
+                )
+        if not 0.0 <= self.nail_crop_probability <= 1.0:
+            raise ValueError(
+                f"--nail_crop_probability must be in [0, 1], got {self.nail_crop_probability}"
+            )
         if not 0.0 <= self.hflip_probability <= 1.0:
             raise ValueError(f"--hflip_probability must be in [0, 1], got {self.hflip_probability}")
         if not 0.0 <= self.rotate_limit <= 180.0:
@@ -495,14 +522,22 @@ def build_trainer(
     from nail_segformer.transforms import attach_transforms, build_train_transforms, processor_size
 
     height, width = processor_size(processor)
+    crop = data_args.train_crop_size
+    if crop is not None and crop > min(height, width):
+        raise ValueError(
+            f"--train_crop_size ({crop}) must not exceed the processor's size {height}x{width}"
+        )
     augment = build_train_transforms(
         height,
         width,
         scale=(data_args.crop_scale_min, 1.0),
         hflip=data_args.hflip_probability,
         rotate_limit=data_args.rotate_limit,
+        crop_size=crop,
+        nail_crop_p=data_args.nail_crop_probability,
     )
-    datasets = attach_transforms(dataset_dict, processor, augment)
+    # The pipeline already returns the training size; a second resize would only cost time.
+    datasets = attach_transforms(dataset_dict, processor, augment, train_resize=False)
     loss = build_loss(model_args, dataset_dict["train"])
     return NailTrainer(
         model=model,
@@ -560,7 +595,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if training_args.should_save:
         save_run_args(training_args.output_dir, data_args, model_args, training_args)
     model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
-    card = _run_dir.CardContext(model_args, training_args, dataset_dict)
+    card = _run_dir.CardContext(model_args, training_args, dataset_dict, data_args)
     trainer, datasets = build_trainer(
         model, processor, dataset_dict, data_args, model_args, training_args, card.write
     )

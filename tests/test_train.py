@@ -77,6 +77,9 @@ def test_help_lists_every_flag(capsys):
         ({"on_bad_pair": "ignore"}, "on_bad_pair"),
         ({"image_size": 100}, "multiple of 32"),
         ({"crop_scale_min": 0.0}, "crop_scale_min"),
+        ({"train_crop_size": 100}, "train_crop_size"),
+        ({"train_crop_size": 512, "image_size": 256}, "must not exceed --image_size"),
+        ({"nail_crop_probability": -0.1}, "nail_crop_probability"),
         ({"hflip_probability": 1.5}, "hflip_probability"),
         ({"rotate_limit": 200.0}, "rotate_limit"),
         ({"max_train_samples": 0}, "max_train_samples"),
@@ -294,3 +297,32 @@ def test_rerun_resumes_and_keeps_the_split(tiny_run_dir, synthetic_root, tmp_pat
     metrics = train.main(tiny_run_argv(synthetic_root, run, "--split_seed", "999"))
     assert (run / "split_manifest.csv").read_text() == manifest  # resumed runs reuse the split
     assert set(metrics) == {"validation", "test"}
+
+
+def test_patch_training_trains_on_patches_and_evaluates_whole_images(
+    synthetic_root, tmp_path, monkeypatch
+):
+    built = {}
+    real_build_trainer = train.build_trainer
+
+    def spy(*args, **kwargs):
+        trainer, datasets = real_build_trainer(*args, **kwargs)
+        built["datasets"] = datasets
+        return trainer, datasets
+
+    monkeypatch.setattr(train, "build_trainer", spy)
+    metrics = train.main(
+        tiny_run_argv(synthetic_root, tmp_path / "patches", "--train_crop_size", "32")
+    )
+    datasets = built["datasets"]
+    assert datasets["train"][0]["pixel_values"].shape == (3, 32, 32)
+    assert datasets["train"][0]["labels"].shape == (32, 32)
+    assert datasets["validation"][0]["pixel_values"].shape == (3, 64, 64)
+    assert 0.0 <= metrics["validation"]["iou_nail"] <= 1.0
+    card = (tmp_path / "patches" / "README.md").read_text()
+    assert "train_crop_size" in card and "32" in card
+
+
+def test_patch_larger_than_the_processor_size_is_refused(synthetic_root, tmp_path):
+    with pytest.raises(ValueError, match="train_crop_size"):
+        train.main(tiny_run_argv(synthetic_root, tmp_path / "big", "--train_crop_size", "96"))

@@ -190,3 +190,71 @@ def test_augmentation_follows_torch_global_seed(tmp_path, processor):
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert not np.array_equal(first[0], first[1])  # each sample gets its own draw
+
+
+def _nail_corner_pair(tmp_path, size=128):
+    """A photo with one small nail block in a corner: patches drawn anywhere mostly miss it."""
+    mask = np.zeros((size, size), dtype=np.uint8)
+    mask[4:12, 6:14] = 255
+    image = np.zeros((size, size, 3), dtype=np.uint8)
+    image[..., 0] = mask
+    image[..., 1] = 80
+    return _write_pair(tmp_path, "corner", image, mask)
+
+
+@pytest.mark.parametrize("nail_crop_p", [0.0, 1.0])
+def test_training_patches_have_the_crop_size(tmp_path, processor, nail_crop_p):
+    image_value, mask_value = _nail_corner_pair(tmp_path)
+    augment = transforms.build_train_transforms(
+        64, 64, scale=(1.0, 1.0), crop_size=32, nail_crop_p=nail_crop_p, rotate_p=0.0
+    )
+    transform = transforms.SegmentationTransform(processor, augment, resize=False)
+    torch.manual_seed(0)
+    out = transform({"image": [image_value] * 4, "label": [mask_value] * 4})
+    for pixels, labels in zip(out["pixel_values"], out["labels"], strict=True):
+        assert pixels.shape == (3, 32, 32)
+        assert labels.shape == (32, 32)
+        assert set(np.unique(labels).tolist()) <= {0, 1}
+
+
+def test_nail_patches_find_the_nail(tmp_path, processor):
+    """With nail_crop_p=1 every patch holds nail pixels; drawn anywhere, most patches hold none."""
+    image_value, mask_value = _nail_corner_pair(tmp_path, size=64)
+
+    def share_with_nail(nail_crop_p):
+        augment = transforms.build_train_transforms(
+            64,
+            64,
+            scale=(1.0, 1.0),
+            hflip=0.0,
+            rotate_p=0.0,
+            color_p=0.0,
+            blur_p=0.0,
+            compression_p=0.0,
+            crop_size=32,
+            nail_crop_p=nail_crop_p,
+        )
+        transform = transforms.SegmentationTransform(processor, augment, resize=False)
+        torch.manual_seed(0)
+        out = transform({"image": [image_value] * 40, "label": [mask_value] * 40})
+        hits = [(labels == 1).any() for labels in out["labels"]]
+        # The photo travels with its mask: nail pixels are red in the patch too.
+        for pixels, labels in zip(out["pixel_values"], out["labels"], strict=True):
+            red = pixels[0] * processor.image_std[0] + processor.image_mean[0]
+            if (labels == 1).sum() >= 4:
+                assert np.median(red[labels == 1]) > 0.5
+        return float(np.mean(hits))
+
+    assert share_with_nail(1.0) == 1.0
+    assert share_with_nail(0.0) < 0.6
+
+
+@pytest.mark.parametrize("crop_size", [0, 65])
+def test_crop_size_must_fit_the_input(crop_size):
+    with pytest.raises(ValueError, match="crop_size"):
+        transforms.build_train_transforms(64, 64, crop_size=crop_size)
+
+
+def test_training_without_resize_needs_an_augment(processor):
+    with pytest.raises(ValueError, match="resize=False"):
+        transforms.SegmentationTransform(processor, None, resize=False)
