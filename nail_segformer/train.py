@@ -103,8 +103,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Train on square patches of this side (multiple of 32, at most --image_size) "
-            "cut at the evaluation scale, instead of whole images: more steps for the same "
-            "compute. Evaluation always sees whole images."
+            "cut from the augmented --image_size input, instead of whole images: more steps "
+            "for the same compute. Evaluation always sees whole images."
         },
     )
     nail_crop_probability: float = field(

@@ -86,16 +86,15 @@ def build_train_transforms(
 
     A random crop of 30-100% of the photo's area (aspect 3:4 to 4:3) resized to the model's
     input size, so small nails are sometimes seen large. With ``crop_size``, a square patch of
-    that side is then cut from it, at the scale evaluation sees: with probability
-    ``nail_crop_p`` a patch around a random nail pixel (nails are about 2% of a photo, so
-    patches drawn uniformly are mostly nail-free), otherwise anywhere. A patch costs a fraction
-    of a whole image, so the same compute makes many more optimiser steps, and the model learns
-    nails rather than the background that fills most of a photo. Then horizontal flips (left
-    and right hands are mirror images); small rotations, since photos are taken at any wrist
-    angle; colour jitter for skin tones and lighting; blur and JPEG compression as phones
-    produce them. Pixels that a
-    rotation brings in are labelled ``IGNORE_INDEX`` rather than background, so the model is not
-    taught that the black border is "not nail". Masks always use nearest-neighbour interpolation.
+    that side is then cut from it (with ``scale=(1.0, 1.0)``, at the scale evaluation sees):
+    with probability ``nail_crop_p`` a patch holding a random nail pixel (nails are about 2% of
+    a photo, so patches drawn uniformly are mostly nail-free), otherwise one anywhere. A patch
+    costs a fraction of a whole image, so the same compute makes many more optimiser steps.
+    Then horizontal flips (left and right hands are mirror images); small rotations, since
+    photos are taken at any wrist angle; colour jitter for skin tones and lighting; blur and
+    JPEG compression as phones produce them. Pixels that a rotation brings in are labelled
+    ``IGNORE_INDEX`` rather than background, so the model is not taught that the black border
+    is "not nail". Masks always use nearest-neighbour interpolation.
 
     Args:
         height: output height in pixels (the processor's size).
@@ -109,7 +108,7 @@ def build_train_transforms(
         compression_p: probability of JPEG re-compression.
         crop_size: side of the square training patch, at most ``height`` and ``width``; ``None``
             trains on whole ``height`` x ``width`` images.
-        nail_crop_p: with ``crop_size``, probability that a patch is centred near a nail.
+        nail_crop_p: with ``crop_size``, probability that a patch holds a nail pixel.
         seed: seed of the pipeline's random generator; ``None`` draws one.
 
     Returns:
