@@ -92,7 +92,8 @@ def _eval_trainer(
     workers: int,
     batch_eval_metrics: bool,
 ):
-    from nail_segformer.train import build_model_and_processor, build_trainer, parse_args
+    from nail_segformer.train import parse_args
+    from nail_segformer.train.build import build_model_and_processor, build_trainer
 
     argv = [
         "--data_root", data_root, "--output_dir", out_dir,

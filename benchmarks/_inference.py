@@ -21,8 +21,8 @@ from _common import SEED, child_main, photo_paths, seed_everything
 def save_random_model(folder: str, preset: str, size: int) -> None:
     """A random-init SegFormer and its processor, saved the way a training run saves them."""
     from nail_segformer.data import ID2LABEL
+    from nail_segformer.data.transforms import load_image_processor
     from nail_segformer.model import build_model
-    from nail_segformer.transforms import load_image_processor
 
     build_model(preset, ID2LABEL, seed=SEED).save_pretrained(folder)
     load_image_processor(None, size=size).save_pretrained(folder)

@@ -29,7 +29,8 @@ def _trainer_setup(
 ):
     """The package's own objects, built the way ``train.main`` builds them (eval and saves off)."""
     from nail_segformer.data import load_splits
-    from nail_segformer.train import build_model_and_processor, build_trainer, parse_args
+    from nail_segformer.train import parse_args
+    from nail_segformer.train.build import build_model_and_processor, build_trainer
 
     argv = [
         "--data_root", data_root, "--output_dir", out_dir,
@@ -119,7 +120,7 @@ def job_train(
     import nail_segformer
     from nail_segformer.data import ID2LABEL
     from nail_segformer.model import build_model
-    from nail_segformer.train import build_loss
+    from nail_segformer.train.build import build_loss
 
     seed_everything()
     trainer, datasets, model_args, _, training_args = _trainer_setup(
@@ -238,8 +239,8 @@ def job_pipeline(
     hashes each one's first batch: with no worker the augmentation seeds come from torch's
     global generator, so both must give the same bytes.
     """
-    from nail_segformer import transforms as current
     from nail_segformer.data import load_splits
+    from nail_segformer.data import transforms as current
 
     seed_everything()
     dataset_dict, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
@@ -270,7 +271,7 @@ def job_profile(data_root: str, size: int, batch: int, samples: int) -> dict:
     from transformers import default_data_collator
 
     from nail_segformer.data import load_image, load_labels
-    from nail_segformer.transforms import (
+    from nail_segformer.data.transforms import (
         SegmentationTransform,
         build_train_transforms,
         load_image_processor,

@@ -134,8 +134,8 @@ def measure_loader_wait(args, device, data_root: str, work: str) -> dict:
 
     from nail_segformer.data import load_splits
     from nail_segformer.losses import SegmentationLoss
-    from nail_segformer.train import build_model_and_processor, build_trainer
     from nail_segformer.train import parse_args as parse_train_args
+    from nail_segformer.train.build import build_model_and_processor, build_trainer
 
     argv = [
         "--data_root", data_root, "--output_dir", work, "--from_scratch_preset", args.preset,
@@ -205,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import default_data_collator
 
     from nail_segformer.data import load_splits
-    from nail_segformer.synthetic import generate_dataset
-    from nail_segformer.transforms import (
+    from nail_segformer.data.transforms import (
         attach_transforms,
         build_train_transforms,
         load_image_processor,
     )
+    from nail_segformer.synthetic import generate_dataset
 
     started = time.perf_counter()
     device = torch.device(args.device)

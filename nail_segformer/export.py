@@ -131,7 +131,7 @@ def check_export(
     """
     import onnxruntime as ort
 
-    from nail_segformer.transforms import processor_size
+    from nail_segformer.data.transforms import processor_size
 
     if image is None:
         from nail_segformer.synthetic import render_sample
@@ -176,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from nail_segformer.data import ImageReadError, load_image
+    from nail_segformer.data.transforms import processor_size
     from nail_segformer.model import HubUnavailableError
     from nail_segformer.predict import ModelLoadError, load_run_model, load_run_processor
-    from nail_segformer.transforms import processor_size
 
     try:
         import onnx  # noqa: F401

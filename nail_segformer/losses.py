@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nail_segformer.data import IGNORE_INDEX
+from nail_segformer.labels import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nail_segformer.data import IGNORE_INDEX, NAIL
+from nail_segformer.labels import IGNORE_INDEX, NAIL
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from nail_segformer.data import ID2LABEL, IGNORE_INDEX
+from nail_segformer.labels import ID2LABEL, IGNORE_INDEX
 
 __all__ = [
     "DEFAULT_CHECKPOINT",

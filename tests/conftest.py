@@ -11,8 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import pytest  # noqa: E402
-
-TINY_IMAGE_SIZE = 64
+from support.runs import tiny_run_argv  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,36 +35,3 @@ def tiny_run_dir(synthetic_root, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("runs") / "tiny"
     main(tiny_run_argv(synthetic_root, output_dir))
     return output_dir
-
-
-def tiny_run_argv(data_root, output_dir, *extra):
-    """Command-line arguments of a quick tiny-model run (a few seconds on 2 CPU cores)."""
-    return [
-        "--data_root",
-        str(data_root),
-        "--output_dir",
-        str(output_dir),
-        "--from_scratch_preset",
-        "tiny",
-        "--image_size",
-        str(TINY_IMAGE_SIZE),
-        "--num_train_epochs",
-        "2",
-        "--per_device_train_batch_size",
-        "4",
-        "--per_device_eval_batch_size",
-        "4",
-        "--learning_rate",
-        "1e-3",
-        "--dataloader_num_workers",
-        "0",
-        "--logging_steps",
-        "1",
-        "--use_cpu",
-        "true",
-        "--seed",
-        "0",
-        "--disable_tqdm",
-        "true",
-        *extra,
-    ]

@@ -9,6 +9,7 @@ from PIL import Image
 
 from nail_segformer import data
 from nail_segformer.data import DataError, Pair
+from nail_segformer.data.cli import main as check_main
 
 
 def _photo(path, size=(40, 30), color=(200, 150, 120), exif_orientation=None):
@@ -225,7 +226,7 @@ def test_data_root_is_never_modified(clean_root):
     (clean_root / "Masks" / "2" / "n_2_03.png").unlink()
     before = {p: p.stat().st_mtime_ns for p in clean_root.rglob("*")}
     data.load_splits(clean_root, on_bad_pair="skip")
-    data.main([str(clean_root), "--json"])
+    check_main([str(clean_root), "--json"])
     after = {p: p.stat().st_mtime_ns for p in clean_root.rglob("*")}
     assert after == before
 
@@ -403,7 +404,7 @@ def test_dataset_dict_features_and_lazy_decoding(clean_root):
 
 
 def test_check_cli_prints_summary(clean_root, capsys):
-    assert data.main([str(clean_root)]) == 0
+    assert check_main([str(clean_root)]) == 0
     out = capsys.readouterr().out
     assert "40 pair(s)" in out and "nail frac" in out and "problems: 0" in out
 
@@ -411,7 +412,7 @@ def test_check_cli_prints_summary(clean_root, capsys):
 def test_check_cli_json_and_nonzero_exit_on_problems(clean_root, capsys):
     (clean_root / "Masks" / "2" / "n_2_03.png").unlink()
     (clean_root / "Images" / "3" / "n_3_02.jpg").write_bytes(b"junk")
-    assert data.main([str(clean_root), "--json"]) == 1
+    assert check_main([str(clean_root), "--json"]) == 1
     summary = json.loads(capsys.readouterr().out)
     paths = {p["path"] for p in summary["problems"]}
     assert paths == {"Images/2/n_2_03.jpg", "Images/3/n_3_02.jpg"}
@@ -426,11 +427,11 @@ def test_check_cli_finds_truncated_photo(clean_root, capsys):
     Image.fromarray(noise).save(path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     assert data.find_pairs(clean_root).problems == []
-    assert data.main([str(clean_root), "--json"]) == 1
+    assert check_main([str(clean_root), "--json"]) == 1
     summary = json.loads(capsys.readouterr().out)
     assert [p["path"] for p in summary["problems"]] == ["Images/1/n_1_01.jpg"]
 
 
 def test_check_cli_unreadable_root_exits_2(tmp_path, capsys):
-    assert data.main([str(tmp_path / "nope")]) == 2
+    assert check_main([str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -10,7 +10,7 @@ What must not depend on the number of processes:
   with repeated photos, which ``gather_for_metrics`` must drop before they reach the confusion
   matrix;
 - the output folder and the Hub repo: only rank 0 writes the run files, the manifest and the card,
-  and pushes. ``_rank_audit/sitecustomize.py`` makes each file traceable to the rank that wrote it.
+  and pushes. ``rank_audit/sitecustomize.py`` makes each file traceable to the rank that wrote it.
 
 The single-process reference is conftest's ``tiny_run_dir``: batch 4 on one process, against
 batch 2 on each of 2 processes here. Each launch takes 15-40 s on 2 busy CPU cores.
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TINY_IMAGE_SIZE, tiny_run_argv
-from hub_stub import HubStub
+from support.hub_stub import HubStub
+from support.runs import TINY_IMAGE_SIZE, tiny_run_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-AUDIT_HOOK_DIR = Path(__file__).resolve().parent / "_rank_audit"
+AUDIT_HOOK_DIR = Path(__file__).resolve().parent / "support" / "rank_audit"
 CPU_2PROC_CONFIG = REPO_ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
 LAUNCH_TIMEOUT_S = 300
 
@@ -46,7 +46,7 @@ EXPECTED_COMMITS = [
     "nail_segformer: final model",
 ]
 
-# Modes that _rank_audit's umask gives to what ranks other than 0 create.
+# Modes that rank_audit's umask gives to what ranks other than 0 create.
 OTHER_RANK_FILE_MODE, OTHER_RANK_DIR_MODE = 0o640, 0o750
 # What the Trainer itself has every rank write: its RNG state, for an exact resume, into the
 # checkpoint folder (which that rank may be first to create).
@@ -197,12 +197,12 @@ def test_other_ranks_create_only_their_rng_state(launched_run):
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode == (OTHER_RANK_DIR_MODE if path.is_dir() else OTHER_RANK_FILE_MODE):
             created.append(path.relative_to(root).as_posix())
-    assert created, "the audit umask did not reach rank 1 (is _rank_audit on PYTHONPATH?)"
+    assert created, "the audit umask did not reach rank 1 (is rank_audit on PYTHONPATH?)"
     assert [name for name in created if not OTHER_RANK_ALLOWED.match(name)] == []
 
 
 def test_other_ranks_write_nothing_through_python(launched_run):
-    assert launched_run.writes(0), "the audit hook did not run (is _rank_audit on PYTHONPATH?)"
+    assert launched_run.writes(0), "the audit hook did not run (is rank_audit on PYTHONPATH?)"
     unexpected = [
         line for line in launched_run.writes(1) if not OTHER_RANK_ALLOWED.match(line.split("\t")[1])
     ]
@@ -227,20 +227,20 @@ def test_only_rank_zero_pushes(launched_run):
 
 @pytest.fixture(scope="module")
 def eval_results(tiny_run_dir, synthetic_root, tmp_path_factory):
-    """The tiny run's model evaluated by tests/_ddp_eval.py: in this process, and on 2."""
-    from _ddp_eval import evaluate
+    """The tiny run's model evaluated by tests/support/ddp_eval.py: in this process, and on 2."""
+    from support.ddp_eval import evaluate
 
     root = tmp_path_factory.mktemp("ddp-eval")
     single = evaluate(str(tiny_run_dir), str(synthetic_root), str(root / "single"))
     work_dir = root / "distributed"
-    script = ["tests/_ddp_eval.py", str(tiny_run_dir), str(synthetic_root), str(work_dir)]
+    script = ["tests/support/ddp_eval.py", str(tiny_run_dir), str(synthetic_root), str(work_dir)]
     _launch([*_launcher("torchrun"), *script], _launch_env(work_dir, root))
     ranks = [json.loads((work_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     return single, ranks
 
 
 def test_distributed_eval_pads_its_last_batch(eval_results):
-    from _ddp_eval import EVAL_BATCH_SIZE
+    from support.ddp_eval import EVAL_BATCH_SIZE
 
     single, ranks = eval_results
     assert single["world_size"] == 1 and [r["world_size"] for r in ranks] == [2, 2]
@@ -276,20 +276,22 @@ def test_launched_processes_the_trainer_does_not_join_are_refused(monkeypatch):
     # What torchrun without --use_cpu gives on a machine without GPUs: WORLD_SIZE=2 in each
     # process, but a Trainer that runs it as a single-process job.
     from nail_segformer import train
+    from nail_segformer.train import pipeline
 
     _, _, training_args = train.parse_args(["--data_root", "d", "--use_cpu", "true"])
     assert training_args.world_size == 1  # sets up the devices before WORLD_SIZE changes
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="--use_cpu true"):
-        train.check_launch(training_args)
+        pipeline.check_launch(training_args)
 
 
 def test_effective_batch_multiplies_batch_processes_and_accumulation():
     from nail_segformer import train
+    from nail_segformer.train import pipeline
 
     argv = ["--data_root", "d", "--use_cpu", "true", "--per_device_train_batch_size", "3"]
     _, _, training_args = train.parse_args([*argv, "--gradient_accumulation_steps", "2"])
-    assert train.effective_batch_size(training_args) == 6  # x 1 process
+    assert pipeline.effective_batch_size(training_args) == 6  # x 1 process
 
 
 def _has_cuda() -> bool:

@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from nail_segformer.export import main  # noqa: E402
 from nail_segformer.predict import Predictor  # noqa: E402
-from nail_segformer.predict import main as predict_main  # noqa: E402
+from nail_segformer.predict.cli import main as predict_main  # noqa: E402
 from nail_segformer.synthetic import render_sample  # noqa: E402
 
 # Where the nail probability is this close to 0.5, the argmax may differ between any two

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_run_argv
+from support.runs import tiny_run_argv
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 3  # 12 training photos of the 16-photo fixture, batch 4
@@ -62,7 +62,7 @@ def _weights(folder):
 
 
 def _complete(folder):
-    from nail_segformer._run_dir import is_complete_checkpoint
+    from nail_segformer.train.run_dir import is_complete_checkpoint
 
     return is_complete_checkpoint(folder)
 
@@ -134,7 +134,7 @@ def test_sigterm_saves_a_checkpoint_then_rerun_resumes(synthetic_root, tmp_path)
 
 @pytest.mark.parametrize("failure", ["hub down", "bad token"])
 def test_failed_push_keeps_every_local_file(synthetic_root, tmp_path, failure):
-    from hub_stub import HubStub
+    from support.hub_stub import HubStub
 
     run = tmp_path / "run"
     token = "hf_wrongwrongwrongwrongwrongwrongwr"
@@ -173,9 +173,9 @@ def test_failed_push_keeps_every_local_file(synthetic_root, tmp_path, failure):
 def test_crash_while_saving_the_final_model_keeps_the_old_one(tmp_path, monkeypatch):
     from transformers import SegformerForSemanticSegmentation
 
-    from nail_segformer._trainer import NailTrainer
     from nail_segformer.model import build_model
     from nail_segformer.train import parse_args
+    from nail_segformer.train.trainer import NailTrainer
 
     flags = ["--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"]
     _, _, args = parse_args(

@@ -15,15 +15,15 @@ import pytest
 import torch
 from PIL import Image
 
-from nail_segformer._predict_infer import _window_starts
-from nail_segformer._predict_io import RECORD_FIELDS, render_overlay
 from nail_segformer.data import ID2LABEL, find_pairs, load_image, load_labels
 from nail_segformer.predict import (
     Predictor,
     count_nails,
     default_min_nail_area,
-    main,
 )
+from nail_segformer.predict.cli import main
+from nail_segformer.predict.infer import _window_starts
+from nail_segformer.predict.outputs import RECORD_FIELDS, render_overlay
 from nail_segformer.synthetic import CATEGORIES, render_sample
 
 # EXIF orientation -> the transpose that ImageOps.exif_transpose undoes when loading.
@@ -266,12 +266,12 @@ def test_predictor_rejects_bad_arguments(predictor, kwargs):
 def test_masks_evaluation_equals_the_training_metric(tiny_run_dir, synthetic_root, tmp_path):
     from transformers import SegformerForSemanticSegmentation
 
-    from nail_segformer.metrics import StreamingSegmentationMetrics
-    from nail_segformer.transforms import (
+    from nail_segformer.data.transforms import (
         SegmentationTransform,
         load_image_processor,
         processor_size,
     )
+    from nail_segformer.metrics import StreamingSegmentationMetrics
 
     processor = load_image_processor(tiny_run_dir)
     height, width = processor_size(processor)

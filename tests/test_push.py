@@ -1,4 +1,4 @@
-"""``--push_to_hub`` end to end, against a local stand-in for the Hub's HTTP API (hub_stub.py).
+"""``--push_to_hub`` end to end, against a local stand-in for the Hub's HTTP API (support/hub_stub.py).
 
 Training runs in a subprocess: ``huggingface_hub`` reads ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``
 when it is imported, and conftest.py has made this process offline before any import.
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import tiny_run_argv
-from hub_stub import HubStub
+from support.hub_stub import HubStub
+from support.runs import tiny_run_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "tester/nails"

@@ -15,9 +15,9 @@ from nail_segformer.synthetic import (
     MASKS_DIR,
     SyntheticSample,
     generate_dataset,
-    main,
     render_sample,
 )
+from nail_segformer.synthetic.cli import main
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 BATCH = 40

@@ -5,11 +5,12 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_run_argv
+from support.runs import tiny_run_argv
 
-from nail_segformer import _run_dir, train
-from nail_segformer._trainer import load_checkpoint_weights
+from nail_segformer import train
 from nail_segformer.model import build_model
+from nail_segformer.train import run_dir
+from nail_segformer.train.trainer import load_checkpoint_weights
 
 # --------------------------------------------------------------------------- arguments
 
@@ -128,7 +129,7 @@ def _fake_checkpoint(path, complete=True):
 
 
 def test_new_output_dir_is_created(tmp_path):
-    resume_from, lock = _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+    resume_from, lock = run_dir.prepare_output_dir(_args(tmp_path / "run"))
     assert resume_from is None and (tmp_path / "run").is_dir()
     lock.release()
 
@@ -136,21 +137,23 @@ def test_new_output_dir_is_created(tmp_path):
 def test_foreign_nonempty_output_dir_is_refused(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    with pytest.raises(_run_dir.RunDirError, match="--overwrite_output_dir"):
-        _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+    with pytest.raises(run_dir.RunDirError, match="--overwrite_output_dir"):
+        run_dir.prepare_output_dir(_args(tmp_path / "run"))
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
 def test_overwrite_moves_old_content_aside(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    resume_from, lock = _run_dir.prepare_output_dir(
+    resume_from, lock = run_dir.prepare_output_dir(
         _args(tmp_path / "run", overwrite_output_dir=True)
     )
     assert resume_from is None
     backups = list(tmp_path.glob("run.bak-*"))
     assert len(backups) == 1 and (backups[0] / "notes.txt").read_text() == "mine"
-    assert [p.name for p in (tmp_path / "run").iterdir()] == [_run_dir.LOCK_NAME]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(
+        [run_dir.LOCK_NAME, run_dir.PID_NAME]
+    )
     lock.release()
 
 
@@ -159,19 +162,19 @@ def test_resumes_from_newest_complete_checkpoint(tmp_path):
     _fake_checkpoint(run / "checkpoint-2")
     _fake_checkpoint(run / "checkpoint-10")
     _fake_checkpoint(run / "checkpoint-12", complete=False)  # crashed mid-save
-    resume_from, lock = _run_dir.prepare_output_dir(_args(run))
+    resume_from, lock = run_dir.prepare_output_dir(_args(run))
     assert resume_from == str(run / "checkpoint-10")
     lock.release()
 
 
 def test_second_run_on_a_locked_output_dir_is_refused(tmp_path):
-    _, lock = _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+    _, lock = run_dir.prepare_output_dir(_args(tmp_path / "run"))
     try:
-        with pytest.raises(_run_dir.RunDirError, match="in use by another run"):
-            _run_dir.prepare_output_dir(_args(tmp_path / "run"))
+        with pytest.raises(run_dir.RunDirError, match="in use by another run"):
+            run_dir.prepare_output_dir(_args(tmp_path / "run"))
     finally:
         lock.release()
-    _, again = _run_dir.prepare_output_dir(_args(tmp_path / "run"))  # free once released
+    _, again = run_dir.prepare_output_dir(_args(tmp_path / "run"))  # free once released
     again.release()
 
 
@@ -179,13 +182,13 @@ def test_truncated_weights_make_a_checkpoint_incomplete(tmp_path):
     path = _fake_checkpoint(tmp_path / "checkpoint-3")
     weights = path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    assert not _run_dir.is_complete_checkpoint(path)
+    assert not run_dir.is_complete_checkpoint(path)
 
 
 def test_explicit_resume_must_be_complete(tmp_path):
     path = _fake_checkpoint(tmp_path / "checkpoint-3", complete=False)
-    with pytest.raises(_run_dir.RunDirError, match="not a complete checkpoint"):
-        _run_dir.prepare_output_dir(_args(tmp_path / "run", resume_from_checkpoint=str(path)))
+    with pytest.raises(run_dir.RunDirError, match="not a complete checkpoint"):
+        run_dir.prepare_output_dir(_args(tmp_path / "run", resume_from_checkpoint=str(path)))
 
 
 # --------------------------------------------------------------------------- checkpoint loading
@@ -303,14 +306,16 @@ def test_patch_training_trains_on_patches_and_evaluates_whole_images(
     synthetic_root, tmp_path, monkeypatch
 ):
     built = {}
-    real_build_trainer = train.build_trainer
+    from nail_segformer.train import pipeline
+
+    real_build_trainer = pipeline.build_trainer
 
     def spy(*args, **kwargs):
         trainer, datasets = real_build_trainer(*args, **kwargs)
         built["datasets"] = datasets
         return trainer, datasets
 
-    monkeypatch.setattr(train, "build_trainer", spy)
+    monkeypatch.setattr(pipeline, "build_trainer", spy)
     metrics = train.main(
         tiny_run_argv(synthetic_root, tmp_path / "patches", "--train_crop_size", "32")
     )

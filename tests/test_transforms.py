@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nail_segformer import data, transforms
+from nail_segformer import data
+from nail_segformer.data import transforms
 
 
 def _write_pair(root, stem, image_array, mask_array):

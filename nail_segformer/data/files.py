@@ -1,8 +1,7 @@
 """Reading photos and masks from disk: decoding, EXIF orientation and mask-to-label conversion.
 
-Kept apart from ``data.py`` so that the pairing logic there reads top-down; both the training
-transforms and ``predict`` load files through these functions, so a photo means the same thing
-in training and in use.
+Both the training transforms and ``predict`` load files through these functions, so a photo
+means the same thing in training and in use.
 """
 
 from __future__ import annotations
@@ -12,12 +11,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-BACKGROUND = 0
-NAIL = 1
-IGNORE_INDEX = 255
-ID2LABEL: dict[int, str] = {BACKGROUND: "background", NAIL: "nail"}
-LABEL2ID: dict[str, int] = {name: idx for idx, name in ID2LABEL.items()}
 
 # Files that operating systems and sync tools drop next to photos; never data.
 _OS_FILES = {".ds_store", "thumbs.db", "desktop.ini", "icon\r"}

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from nail_segformer.data import IGNORE_INDEX, ImageReadError, load_image, load_labels
+from nail_segformer.data.files import ImageReadError, load_image, load_labels
+from nail_segformer.labels import IGNORE_INDEX
 
 __all__ = [
     "load_image_processor",

@@ -71,8 +71,8 @@ def load_run_processor(model: str, revision: str | None = None):
         ModelLoadError: a local folder without ``preprocessor_config.json``, or unreadable.
         HubUnavailableError: a Hub id while offline and not cached.
     """
+    from nail_segformer.data.transforms import load_image_processor
     from nail_segformer.model import hub_loading_kwargs
-    from nail_segformer.transforms import load_image_processor
 
     _check_processor_folder(model)
     kwargs = hub_loading_kwargs(model, "image processor", revision=revision)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from nail_segformer._synthetic_shapes import (
+from nail_segformer.synthetic.shapes import (
     POLISH_COLOURS,
     SKIN_TONES,
     capsule,

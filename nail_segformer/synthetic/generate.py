@@ -1,39 +1,9 @@
-"""Deterministic synthetic hand photos with nail masks, written in the Images/Masks layout.
-
-The real nail data set cannot be downloaded everywhere, so tests, the training demo and the
-notebook use this generator instead. It is meant to be as hard as real photos, not easier:
-nails are small and low-contrast on pale skin, skin tones and polish colours vary, backgrounds
-are cluttered and blurred, and nail-coloured objects (beads, candies, press-on-nail shapes,
-polish bottles, lipsticks) and skin-coloured shapes lie around the hands but are never in the
-mask. Uneven light, white balance, blur, sensor noise and JPEG compression come last.
-
-Categories, like the folders of a real photo collection:
-
-- ``"1"`` close-up: one to three fingertips fill the frame; large nails.
-- ``"2"`` one whole hand near the centre, any rotation; five medium nails.
-- ``"3"`` two hands side by side, or one hand further away; up to ten small nails.
-- ``"4"`` a hand holding or lying among nail-coloured objects: a large object under the
-  fingers, many polish-coloured distractors, some of them in front of the fingers.
-
-Nails cover 0.5-8% of a photo (about 2% typical), most in category 1 and least in category 3.
-Masks are 8-bit ``L`` PNGs, 0 = background and 255 = nail, without anti-aliasing. Each nail
-is its own 8-connected component at least 6 px from any other nail, so ``scipy.ndimage.label``
-on a mask counts exactly ``n_nails``. Sample ``index`` is drawn from
-``np.random.default_rng([seed, index, category position])``: the same arguments give
-byte-identical files, and ``generate_dataset(n=10)`` writes the first 10 files of ``n=200``.
-
-Command line::
-
-    python -m nail_segformer.synthetic OUT_DIR --n 200 --seed 0 [--categories 1 2 3 4]
-        [--jpeg_quality 90]
-"""
+"""Render synthetic samples and write them in the Images/Masks layout; see the package doc."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +11,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nail_segformer._synthetic_paint import (
+from nail_segformer.synthetic.paint import (
     paint_background,
     paint_foreground,
     paint_nails,
     paint_skin,
     photograph,
 )
-from nail_segformer._synthetic_scene import layout_scene
+from nail_segformer.synthetic.scene import layout_scene
 
 __all__ = [
     "CATEGORIES",
@@ -57,7 +27,6 @@ __all__ = [
     "SyntheticSample",
     "render_sample",
     "generate_dataset",
-    "main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -224,58 +193,3 @@ def generate_dataset(
         )
     logger.info("wrote %d synthetic samples (seed %d) to %s", n, seed, out_dir)
     return records
-
-
-def _summary(records: list[dict], out_dir: str) -> str:
-    lines = [f"wrote {len(records)} samples to {out_dir} ({IMAGES_DIR}/, {MASKS_DIR}/)"]
-    for category in sorted({r["category"] for r in records}):
-        group = [r for r in records if r["category"] == category]
-        fraction = np.mean([r["nail_fraction"] for r in group])
-        nails = sum(r["n_nails"] for r in group)
-        lines.append(
-            f"  category {category}: {len(group)} samples, {nails} nails, "
-            f"mean nail fraction {fraction:.2%}"
-        )
-    fraction = np.mean([r["nail_fraction"] for r in records])
-    lines.append(
-        f"  all: {sum(r['n_nails'] for r in records)} nails, mean nail fraction {fraction:.2%}"
-    )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the exit code (2 for bad arguments, 1 if refused)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m nail_segformer.synthetic",
-        description="Write synthetic hand photos and nail masks to OUT_DIR/Images and OUT_DIR/Masks.",
-    )
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="empty or new folder to write into")
-    parser.add_argument("--n", type=int, default=200, help="number of samples (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="non-negative seed (default 0)")
-    parser.add_argument(
-        "--categories",
-        nargs="+",
-        default=list(CATEGORIES),
-        metavar="CAT",
-        help=f"categories to write, from {' '.join(CATEGORIES)} (default all)",
-    )
-    parser.add_argument(
-        "--jpeg_quality", type=int, default=90, help="JPEG quality 1-95 (default 90)"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        records = generate_dataset(
-            args.out_dir, args.n, args.seed, args.categories, args.jpeg_quality
-        )
-    except ValueError as err:
-        parser.error(str(err))
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(_summary(records, args.out_dir))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,34 +1,4 @@
-"""Predict nail masks for photos with a trained model; optionally evaluate against masks.
-
-Command line::
-
-    python -m nail_segformer.predict --model outputs/nail-segformer --input photos/ --output out/
-
-Python::
-
-    predictor = Predictor.from_pretrained("outputs/nail-segformer", mode="slide", tta=True)
-    [prediction] = predictor.predict([load_image("hand.jpg")])
-
-Definitions used in the outputs:
-
-- *mask*: nail where the nail class wins the argmax of the (averaged) scores, or, with
-  ``threshold``, where the nail probability is above it. Always at the photo's own size and
-  orientation (EXIF applied), as the photo is seen.
-- *nail count*: 8-connected components of the mask of at least ``min_nail_area`` pixels. The
-  default, :func:`default_min_nail_area`, is 0.01% of the photo's pixels (1,200 px on a 12 MP
-  photo), a quarter of the smallest nail's share in the synthetic set (0.04%), so specks of a
-  few upsampled logits are not counted as nails. The mask itself is never filtered.
-- *mean confidence*: the mean nail probability over predicted nail pixels, i.e. the mean
-  max-softmax probability where the default argmax predicts nail; ``None`` when no pixel is
-  nail. Background pixels are left out because they cover ~98% of a photo and would push every
-  photo's confidence towards 1.
-- *nail fraction*: predicted nail pixels / all pixels.
-
-Modes: ``resize`` (default) is the Hugging Face pipeline's processing; ``slide`` runs windows
-over a larger version of the photo, for photos whose nails get too small when the whole photo is
-resized to the model size. See :mod:`nail_segformer._predict_infer`. Only safetensors weights are
-loaded, and no remote code is run.
-"""
+"""The :class:`Predictor`: photos in, nail masks and per-photo figures out; see the package doc."""
 
 from __future__ import annotations
 
@@ -42,7 +12,9 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from nail_segformer._predict_infer import (
+from nail_segformer.data.transforms import processor_size
+from nail_segformer.labels import NAIL
+from nail_segformer.predict.infer import (
     ModelLoadError,
     OnnxRunner,
     TorchRunner,
@@ -52,8 +24,6 @@ from nail_segformer._predict_infer import (
     resolve_device,
     slide_scores,
 )
-from nail_segformer.data import NAIL
-from nail_segformer.transforms import processor_size
 
 __all__ = [
     "MODES",
@@ -64,7 +34,6 @@ __all__ = [
     "default_min_nail_area",
     "load_run_model",
     "load_run_processor",
-    "main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -129,7 +98,7 @@ class Predictor:
     """Nail masks for PIL photos, in batches; build it with :meth:`from_pretrained`.
 
     Args:
-        runner: a model runner (see :mod:`nail_segformer._predict_infer`).
+        runner: a model runner (see :mod:`nail_segformer.predict.infer`).
         processor: the run's Segformer image processor.
         mode: ``resize`` or ``slide``.
         tta: average with the left-right mirrored photo.
@@ -273,21 +242,3 @@ class Predictor:
             if nail_pixels
             else None,
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m nail_segformer.predict``; see :mod:`nail_segformer._predict_cli`.
-
-    Returns:
-        0 when every photo was predicted (and evaluated), 1 when some input failed, 2 on a
-        usage or model error.
-    """
-    from nail_segformer._predict_cli import run
-
-    return run(argv)
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

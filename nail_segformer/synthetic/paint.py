@@ -1,6 +1,6 @@
 """Pixels for :mod:`nail_segformer.synthetic`: background, distractors, skin, nails, camera.
 
-Painting never changes the nail mask of a :class:`~nail_segformer._synthetic_scene.Layout`:
+Painting never changes the nail mask of a :class:`~nail_segformer.synthetic.scene.Layout`:
 objects under the hands are drawn before them, and objects in front of the hands are only kept
 where they stay clear of every nail. Each step takes and returns an RGB ``PIL.Image``, and all
 randomness comes from the ``np.random.Generator`` passed in.
@@ -14,8 +14,8 @@ import math
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from nail_segformer._synthetic_scene import Layout
-from nail_segformer._synthetic_shapes import (
+from nail_segformer.synthetic.scene import Layout
+from nail_segformer.synthetic.shapes import (
     POLISH_COLOURS,
     SKIN_TONES,
     SURFACE_COLOURS,

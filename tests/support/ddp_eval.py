@@ -1,7 +1,7 @@
 """Evaluate a saved model on a validation split, in one process or several (test_distributed.py).
 
-    torchrun --nproc_per_node=2 tests/_ddp_eval.py MODEL_DIR DATA_ROOT WORK_DIR
-    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml tests/_ddp_eval.py ...
+    torchrun --nproc_per_node=2 tests/support/ddp_eval.py MODEL_DIR DATA_ROOT WORK_DIR
+    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml tests/support/ddp_eval.py ...
 
 The model, processor, eval transform, ``NailTrainer`` and streaming metric are built by the same
 functions as ``run_finetune.py``; only the split differs: 7 validation photos out of the 16 of
@@ -17,8 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from nail_segformer import train
 from nail_segformer.metrics import ConfusionMatrixAccumulator
+from nail_segformer.train import build, parse_args
 
 VALIDATION_FRACTION = 0.45  # 7 of 16 photos
 EVAL_BATCH_SIZE = 2
@@ -38,7 +38,7 @@ class RecordingAccumulator(ConfusionMatrixAccumulator):
 
 def evaluate(model_dir: str, data_root: str, work_dir: str) -> dict:
     """Evaluate ``model_dir`` on the validation split; returns metrics and confusion matrix."""
-    data_args, model_args, training_args = train.parse_args(
+    data_args, model_args, training_args = parse_args(
         [
             "--data_root",
             str(data_root),
@@ -61,11 +61,11 @@ def evaluate(model_dir: str, data_root: str, work_dir: str) -> dict:
         ]
     )
     Path(work_dir).mkdir(parents=True, exist_ok=True)
-    dataset_dict, _ = train.load_data(
+    dataset_dict, _ = build.load_data(
         data_args, str(work_dir), resuming=False, write=training_args.should_save
     )
-    model, processor = train.build_model_and_processor(model_args, data_args, training_args.seed)
-    trainer, datasets = train.build_trainer(
+    model, processor = build.build_model_and_processor(model_args, data_args, training_args.seed)
+    trainer, datasets = build.build_trainer(
         model, processor, dataset_dict, data_args, model_args, training_args, card_writer=None
     )
     streaming = trainer.compute_metrics

@@ -5,7 +5,7 @@ rest go on), predict, write mask, overlay and record, evaluate. Output folder la
 
     OUTPUT/masks/...           one L-mode PNG per photo, 0 background / 255 nail
     OUTPUT/overlays/...        the photo with nails tinted and outlined (--overlay_format)
-    OUTPUT/predictions.jsonl   one record per input (fields: _predict_io.RECORD_FIELDS)
+    OUTPUT/predictions.jsonl   one record per input (fields: outputs.RECORD_FIELDS)
     OUTPUT/predictions.csv     the same records
     OUTPUT/metrics.json        with --masks: data-set metrics and per-photo nail IoU
 """
@@ -18,13 +18,13 @@ import logging
 import sys
 from pathlib import Path
 
-from nail_segformer._predict_eval import Evaluation, MaskLookup, format_report
-from nail_segformer._predict_infer import DEVICE_CHOICES
-from nail_segformer._predict_io import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
 from nail_segformer.data import ImageReadError, load_image
-from nail_segformer.predict import MODES, TTA_CHOICES, ModelLoadError, Prediction, Predictor
+from nail_segformer.predict.evaluation import Evaluation, MaskLookup, format_report
+from nail_segformer.predict.infer import DEVICE_CHOICES, ModelLoadError
+from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
+from nail_segformer.predict.predictor import MODES, TTA_CHOICES, Prediction, Predictor
 
-__all__ = ["build_parser", "run"]
+__all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, prog
         progress.update(len(chunk))
 
 
-def run(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, predict every photo, write the outputs; return the exit code."""
     args = build_parser().parse_args(argv)
     level = logging.INFO if args.verbose else logging.WARNING
@@ -177,3 +177,7 @@ def run(argv: list[str] | None = None) -> int:
             print(f"  - {name}: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nail_segformer._files import ImageReadError, is_hidden_or_os_file, read_header
+from nail_segformer.data.files import ImageReadError, is_hidden_or_os_file, read_header
 
 ROOT_CATEGORY = "root"
 _IMAGE_DIRS = ("Images", "images")

@@ -10,7 +10,7 @@ Rules (decided before anything is written):
   content to a sibling ``<output_dir>.bak-<time>`` folder: nothing is ever deleted;
 - a folder another live run holds (its ``_run.lock`` is locked): refuse.
 
-The lock is an advisory ``flock`` that the operating system releases when the process ends, even
+The lock is an operating-system file lock (``filelock``) that is released when the process ends, even
 by SIGKILL, so a crashed run never blocks the next one. Its name starts with ``_`` so that the
 Trainer's Hub push leaves it out.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,9 @@ from safetensors import SafetensorError, safe_open
 
 __all__ = [
     "LOCK_NAME",
+    "RUN_ARGS_NAME",
+    "MANIFEST_NAME",
+    "BAD_PAIRS_NAME",
     "RunDirError",
     "RunLock",
     "CardContext",
@@ -42,7 +44,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = "_run.lock"
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# The lock holder's pid; like the lock, its leading "_" keeps it out of Hub pushes.
+PID_NAME = "_run.pid"
+RUN_ARGS_NAME = "run_args.json"
+MANIFEST_NAME = "split_manifest.csv"
+BAD_PAIRS_NAME = "bad_pairs.json"
 # Written by Trainer._save_checkpoint; trainer_state.json comes last, after the weights.
 _CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json")
 
@@ -74,16 +80,29 @@ def is_complete_checkpoint(path: str | Path) -> bool:
 
 
 def find_last_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` in ``output_dir``; incomplete ones are skipped."""
+    """The newest complete ``checkpoint-N`` in ``output_dir``; incomplete ones are skipped.
+
+    ``transformers``' own :func:`~transformers.trainer_utils.get_last_checkpoint` finds the
+    newest; it does not look inside, so a checkpoint half-written by a crash is passed over
+    here, and the next older one is tried.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return None
-    candidates = sorted(
-        (int(m.group(1)), p)
-        for p in output_dir.iterdir()
-        if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name))
+    newest = get_last_checkpoint(str(output_dir))
+    if newest is None:
+        return None
+    if is_complete_checkpoint(newest):
+        return Path(newest)
+    logger.warning("skipping %s: it is incomplete (a crash during save?)", newest)
+    older = sorted(
+        (int(p.name.split("-")[-1]), p)
+        for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if p.is_dir() and p.name.split("-")[-1].isdigit() and str(p) != newest
     )
-    for _, path in reversed(candidates):
+    for _, path in reversed(older):
         if is_complete_checkpoint(path):
             return path
         logger.warning("skipping %s: it is incomplete (a crash during save?)", path)
@@ -91,11 +110,19 @@ def find_last_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 class RunLock:
-    """An exclusive lock on an output folder, held for the life of the process."""
+    """An exclusive lock on an output folder, held for the life of the process.
+
+    A ``filelock.FileLock`` (an OS lock: ``flock`` on Unix, ``msvcrt`` on Windows) that the
+    operating system drops when the process ends, even by SIGKILL. The holder's pid is written
+    beside it, for the message another run prints.
+    """
 
     def __init__(self, output_dir: str | Path):
+        from filelock import FileLock
+
         self.path = Path(output_dir) / LOCK_NAME
-        self._file = None
+        self._pid_path = Path(output_dir) / PID_NAME
+        self._lock = FileLock(str(self.path), timeout=0)
 
     def holder(self) -> str | None:
         """The pid recorded by the live run holding the lock, or ``None`` if it is free."""
@@ -105,7 +132,13 @@ class RunLock:
         if probe.acquire(blocking_error=False):
             probe.release()
             return None
-        return self.path.read_text().strip() or "unknown"
+        return self._recorded_pid()
+
+    def _recorded_pid(self) -> str:
+        try:
+            return self._pid_path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
 
     def acquire(self, blocking_error: bool = True) -> bool:
         """Take the lock; if another process has it, raise (or return False).
@@ -113,38 +146,27 @@ class RunLock:
         Raises:
             RunDirError: another live run holds the folder and ``blocking_error`` is set.
         """
+        from filelock import Timeout
+
         try:
-            import fcntl
-        except ImportError:  # Windows: no flock; run without the guard rather than not at all
-            logger.warning("file locking is unavailable here; concurrent runs are not detected")
-            return True
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+            self._lock.acquire()
+        except Timeout:
             if blocking_error:
                 raise RunDirError(
                     f"output_dir {self.path.parent} is in use by another run (pid "
-                    f"{self.path.read_text().strip() or 'unknown'}); wait for it to finish or "
-                    "choose another --output_dir"
+                    f"{self._recorded_pid()}); wait for it to finish or choose another --output_dir"
                 ) from None
             return False
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._file = handle
+        self._pid_path.write_text(str(os.getpid()))
         return True
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing drops the flock
-            self._file = None
+        if self._lock.is_locked:
+            self._lock.release()
 
 
 def _is_empty(output_dir: Path) -> bool:
-    return not any(p.name != LOCK_NAME for p in output_dir.iterdir())
+    return not any(p.name not in (LOCK_NAME, PID_NAME) for p in output_dir.iterdir())
 
 
 def _move_aside(output_dir: Path) -> Path:
@@ -229,8 +251,8 @@ class CardContext:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def write(self, output_dir: str) -> None:
-        from nail_segformer.card import write_model_card
-        from nail_segformer.data import ID2LABEL
+        from nail_segformer.labels import ID2LABEL
+        from nail_segformer.train.card import write_model_card
 
         ta, ma = self.training_args, self.model_args
         hyperparameters = {

@@ -1,0 +1,32 @@
+"""Fine-tune (or train from scratch) a SegFormer on an Images/Masks folder with the ``Trainer``.
+
+Entry point: ``python run_finetune.py [config.yaml|config.json] [--flag value ...]``. Every knob
+is a field of :class:`DataArguments`, :class:`ModelArguments` or :class:`NailTrainingArguments`
+(``transformers.TrainingArguments`` with defaults for this job); flags override the file.
+
+The modules, in the order a run uses them: :mod:`.args` (settings), :mod:`.run_dir` (the output
+folder: lock, resume, move aside), :mod:`.build` (data, model, loss, Trainer),
+:mod:`.trainer` (:class:`NailTrainer` and the stop-on-signal callback), :mod:`.card` (the model
+card), :mod:`.pipeline` (:func:`main`, phase by phase) and :mod:`.cli` (exit codes).
+"""
+
+from nail_segformer.train.args import (
+    DataArguments,
+    ModelArguments,
+    NailTrainingArguments,
+    parse_args,
+)
+from nail_segformer.train.pipeline import format_metrics_table, main
+from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, RUN_ARGS_NAME
+
+__all__ = [
+    "MANIFEST_NAME",
+    "RUN_ARGS_NAME",
+    "BAD_PAIRS_NAME",
+    "format_metrics_table",
+    "DataArguments",
+    "ModelArguments",
+    "NailTrainingArguments",
+    "parse_args",
+    "main",
+]

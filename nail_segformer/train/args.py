@@ -1,0 +1,309 @@
+"""The run's settings: :class:`DataArguments`, :class:`ModelArguments`, :class:`NailTrainingArguments`.
+
+Every knob of ``python run_finetune.py`` is a field of one of these dataclasses (the third is
+``transformers.TrainingArguments`` with defaults for this job). :func:`parse_args` reads them
+from the command line, optionally on top of one YAML/JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from nail_segformer.data import ON_BAD_PAIR_CHOICES
+from nail_segformer.labels import ID2LABEL
+from nail_segformer.losses import LOSS_NAMES
+from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS
+
+__all__ = ["DataArguments", "ModelArguments", "NailTrainingArguments", "parse_args"]
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@dataclass
+class DataArguments:
+    """Where the photos are and how they are split and augmented."""
+
+    data_root: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder with Images/<category>/ + Masks/<category>/ (or train/ valid/ test/)."
+        },
+    )
+    synthetic_samples: int = field(
+        default=0,
+        metadata={
+            "help": "If > 0 and --data_root is missing or empty, first write a synthetic nail "
+            "set of this many photos there (the demo uses this)."
+        },
+    )
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic set."})
+    manifest: str | None = field(
+        default=None,
+        metadata={"help": "A split_manifest.csv from an earlier run: reuse its exact split."},
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Share of each category held out for validation."}
+    )
+    test_fraction: float = field(
+        default=0.1, metadata={"help": "Share of each category held out for the final test."}
+    )
+    split_seed: int = field(
+        default=42, metadata={"help": "Seed of the train/validation/test split."}
+    )
+    on_bad_pair: str = field(
+        default="error",
+        metadata={
+            "help": "What to do with unusable files: 'error' stops listing every problem, "
+            "'skip' trains without them and lists them in bad_pairs.json.",
+            "choices": ON_BAD_PAIR_CHOICES,
+        },
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Square input size (multiple of 32); default: the checkpoint's processor size."
+        },
+    )
+    crop_scale_min: float = field(
+        default=0.3, metadata={"help": "Smallest random crop, as a fraction of the photo's area."}
+    )
+    train_crop_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on square patches of this side (multiple of 32, at most --image_size) "
+            "cut from the augmented --image_size input, instead of whole images: more steps "
+            "for the same compute. Evaluation always sees whole images."
+        },
+    )
+    nail_crop_probability: float = field(
+        default=0.7,
+        metadata={"help": "With --train_crop_size: share of patches drawn around a nail."},
+    )
+    hflip_probability: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
+    rotate_limit: float = field(
+        default=15.0, metadata={"help": "Largest random rotation (degrees)."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training pairs (for quick runs)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N validation/test pairs."}
+    )
+
+    def __post_init__(self):
+        if self.data_root is None:
+            raise ValueError("--data_root is required: the folder holding Images/ and Masks/")
+        if self.synthetic_samples < 0:
+            raise ValueError(f"--synthetic_samples must be >= 0, got {self.synthetic_samples}")
+        if self.on_bad_pair not in ON_BAD_PAIR_CHOICES:
+            raise ValueError(
+                f"--on_bad_pair must be one of {ON_BAD_PAIR_CHOICES}, got {self.on_bad_pair!r}"
+            )
+        if self.image_size is not None and (self.image_size < 32 or self.image_size % 32):
+            raise ValueError(
+                f"--image_size must be a multiple of 32, at least 32; got {self.image_size}"
+            )
+        if not 0.0 < self.crop_scale_min <= 1.0:
+            raise ValueError(f"--crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
+        if self.train_crop_size is not None:
+            if self.train_crop_size < 32 or self.train_crop_size % 32:
+                raise ValueError(
+                    "--train_crop_size must be a multiple of 32, at least 32; got "
+                    f"{self.train_crop_size}"
+                )
+            if self.image_size is not None and self.train_crop_size > self.image_size:
+                raise ValueError(
+                    f"--train_crop_size ({self.train_crop_size}) must not exceed --image_size "
+                    f"({self.image_size})"
+                )
+        if not 0.0 <= self.nail_crop_probability <= 1.0:
+            raise ValueError(
+                f"--nail_crop_probability must be in [0, 1], got {self.nail_crop_probability}"
+            )
+        if not 0.0 <= self.hflip_probability <= 1.0:
+            raise ValueError(f"--hflip_probability must be in [0, 1], got {self.hflip_probability}")
+        if not 0.0 <= self.rotate_limit <= 180.0:
+            raise ValueError(f"--rotate_limit must be in [0, 180], got {self.rotate_limit}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        if self.manifest is not None and not Path(self.manifest).is_file():
+            raise ValueError(f"--manifest {self.manifest} does not exist")
+
+
+@dataclass
+class ModelArguments:
+    """Which network to start from and which loss to train it with."""
+
+    model_name_or_path: str = field(
+        default=DEFAULT_CHECKPOINT,
+        metadata={"help": "SegFormer checkpoint (Hub id or local folder) to fine-tune."},
+    )
+    from_scratch_preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train from random weights at this size instead of fine-tuning "
+            f"({', '.join(sorted(MODEL_PRESETS))}).",
+        },
+    )
+    model_revision: str | None = field(
+        default=None, metadata={"help": "Branch, tag or commit of a Hub checkpoint."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where Hub downloads are cached."}
+    )
+    loss: str = field(
+        default="ce",
+        metadata={"help": "Loss on upsampled logits, ignoring 255.", "choices": LOSS_NAMES},
+    )
+    class_weights: str = field(
+        default="none",
+        metadata={
+            "help": "'none', 'auto' (median-frequency weights from the training masks), or one "
+            "weight per class, comma-separated (e.g. '1,5')."
+        },
+    )
+    dice_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the Dice/Lovasz term in dice_ce and lovasz_ce."}
+    )
+
+    def __post_init__(self):
+        if self.from_scratch_preset is not None and self.from_scratch_preset not in MODEL_PRESETS:
+            raise ValueError(
+                f"--from_scratch_preset must be one of {sorted(MODEL_PRESETS)}, got {self.from_scratch_preset!r}"
+            )
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"--loss must be one of {LOSS_NAMES}, got {self.loss!r}")
+        if self.class_weights not in ("none", "auto"):
+            try:
+                weights = [float(w) for w in self.class_weights.split(",")]
+            except ValueError:
+                weights = []
+            if len(weights) != len(ID2LABEL) or any(w < 0 for w in weights):
+                raise ValueError(
+                    f"--class_weights must be 'none', 'auto' or {len(ID2LABEL)} non-negative numbers "
+                    f"separated by commas, got {self.class_weights!r}"
+                )
+        if self.dice_weight < 0:
+            raise ValueError(f"--dice_weight must be >= 0, got {self.dice_weight}")
+
+
+@dataclass
+class NailTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with defaults that suit fine-tuning SegFormer on a small binary set.
+
+    The defaults, in one place: AdamW at 6e-5 (the SegFormer paper's rate) with 5% linear
+    warm-up then linear decay; evaluate and save every epoch and keep the checkpoint with the
+    best nail IoU; streaming metrics (``batch_eval_metrics``) so evaluation memory does not grow
+    with the validation set; ``remove_unused_columns=False`` because the on-the-fly transform
+    needs the file columns.
+    """
+
+    output_dir: str | None = field(
+        default="outputs/nail-segformer", metadata={"help": "Where checkpoints and the model go."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in a non-empty output_dir: its old content is moved to a "
+            "sibling '<output_dir>.bak-<time>' folder, never deleted."
+        },
+    )
+    learning_rate: float = field(default=6e-5, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_steps: float = field(
+        default=0.05, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."}
+    )
+    num_train_epochs: float = field(default=50.0, metadata={"help": "Training epochs."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Batch size per device."})
+    per_device_eval_batch_size: int = field(
+        default=8, metadata={"help": "Eval batch size per device."}
+    )
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept (the best one is always kept)."}
+    )
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Finish with the best checkpoint's weights."}
+    )
+    metric_for_best_model: str | None = field(
+        default="iou_nail", metadata={"help": "Metric that picks the best checkpoint."}
+    )
+    greater_is_better: bool | None = field(
+        default=True, metadata={"help": "Whether a larger metric_for_best_model is better."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep False: the transform reads the file columns."}
+    )
+    batch_eval_metrics: bool = field(
+        default=True, metadata={"help": "Stream metrics batch by batch (constant memory)."}
+    )
+    average_tokens_across_devices: bool = field(
+        default=False,
+        metadata={"help": "Keep False: token averaging would rescale a segmentation loss."},
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "Keep False: every SegFormer parameter takes part in each forward pass, and "
+            "True makes DDP search the graph for unused ones at every step."
+        },
+    )
+    dataloader_pin_memory: bool = field(
+        default_factory=_cuda_available,
+        metadata={"help": "Pin batches in page-locked memory (default: when a GPU is present)."},
+    )
+    dataloader_num_workers: int = field(
+        default=2, metadata={"help": "Data loading worker processes."}
+    )
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse ``[config.yaml|config.json] [--flag value ...]`` into the three dataclasses.
+
+    A config file gives defaults for any field of the three dataclasses; command-line flags
+    override it.
+
+    Raises:
+        ValueError: the config file names an unknown field (the valid names are listed).
+    """
+    parser = HfArgumentParser((DataArguments, ModelArguments, NailTrainingArguments))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0].endswith((".json", ".yaml", ".yml")):
+        config = _read_config_file(argv.pop(0))
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {unknown} in the config file; valid names are the flags of "
+                "`python run_finetune.py --help`"
+            )
+        parser.set_defaults(**config)
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    return data_args, model_args, training_args
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith(".json"):
+        config = json.loads(text)
+    else:
+        import yaml
+
+        config = yaml.safe_load(text)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a mapping of setting names to values")
+    return config

@@ -1,0 +1,179 @@
+"""A whole run, phase by phase: parse, check the data, build, train, evaluate, save, push.
+
+:func:`main` raises on every problem; :mod:`nail_segformer.train.cli` maps the expected ones to
+exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+from transformers import TrainingArguments
+from transformers.training_args import ParallelMode
+
+from nail_segformer.metrics import HEADLINE_METRICS
+from nail_segformer.train import run_dir
+from nail_segformer.train.args import parse_args
+from nail_segformer.train.build import (
+    build_model_and_processor,
+    build_trainer,
+    ensure_data,
+    load_data,
+)
+from nail_segformer.train.run_dir import RUN_ARGS_NAME
+from nail_segformer.train.trainer import StopOnSignal
+
+__all__ = [
+    "setup_logging",
+    "effective_batch_size",
+    "check_launch",
+    "save_run_args",
+    "format_metrics_table",
+    "main",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    """Configure the root logger and the HF libraries once, at the process's log level.
+
+    With the default ``--log_level passive`` the libraries stay at warnings while this package
+    logs its one-off facts (data, model, resume) at info on the main process.
+    """
+    import datasets
+    import transformers
+
+    level = training_args.get_process_log_level()
+    ours = (
+        logging.INFO if training_args.log_level == "passive" and training_args.should_log else level
+    )
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        level=min(level, ours),
+    )
+    logging.getLogger("nail_segformer").setLevel(ours)
+    transformers.utils.logging.set_verbosity(level)
+    datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
+
+
+def effective_batch_size(training_args: TrainingArguments) -> int:
+    """Photos per optimizer step: per-device batch x devices x gradient accumulation steps."""
+    return (
+        training_args.train_batch_size  # per-device batch x GPUs of this process
+        * training_args.world_size
+        * training_args.gradient_accumulation_steps
+    )
+
+
+def check_launch(training_args: TrainingArguments) -> None:
+    """Stop when a launcher started several processes that the Trainer did not join up.
+
+    ``torchrun`` and ``accelerate launch`` set ``WORLD_SIZE``. On a machine without GPUs the
+    Trainer joins the processes (over gloo) only with ``--use_cpu true``; otherwise each would
+    train alone on all the data and write to the same output folder. Logs the effective batch.
+
+    Raises:
+        ValueError: ``WORLD_SIZE`` > 1 but the Trainer runs one independent process each.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.parallel_mode == ParallelMode.NOT_PARALLEL:
+        raise ValueError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but the Trainer does not "
+            f"join them (device {training_args.device}); on a machine without GPUs add "
+            "--use_cpu true, so that they train together over the gloo backend"
+        )
+    logger.info(
+        "batch: %d per device x %d process(es) x %d accumulation step(s) = %d photos per step",
+        training_args.per_device_train_batch_size,
+        training_args.world_size,
+        training_args.gradient_accumulation_steps,
+        effective_batch_size(training_args),
+    )
+
+
+def save_run_args(output_dir: str, data_args, model_args, training_args) -> None:
+    """Write the resolved arguments (Hub token redacted) to ``output_dir/run_args.json``."""
+    payload = {
+        "data": asdict(data_args),
+        "model": asdict(model_args),
+        "training": training_args.to_dict(),  # replaces every *_token value with a placeholder
+    }
+    (Path(output_dir) / RUN_ARGS_NAME).write_text(json.dumps(payload, indent=2, default=str))
+
+
+def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    """A small text table: one row per metric, one column per split."""
+    splits = list(metrics)
+    keys = [k for k in HEADLINE_METRICS if any(k in metrics[s] for s in splits)]
+    lines = [f"{'metric':<18}" + "".join(f"{s:>12}" for s in splits)]
+    for key in keys:
+        lines.append(
+            f"{key:<18}" + "".join(f"{metrics[s].get(key, float('nan')):>12.4f}" for s in splits)
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Run a whole fine-tune: parse, check data, build, train, evaluate, save, card, push.
+
+    Returns:
+        Final metrics per split (``validation``, and ``test`` when there is a test split).
+    """
+    data_args, model_args, training_args = parse_args(argv)
+    setup_logging(training_args)
+    check_launch(training_args)
+    resume_from, _lock = run_dir.prepare_output_dir(training_args)  # held until exit
+    with training_args.main_process_first(desc="synthetic data", local=False):
+        ensure_data(data_args)
+    dataset_dict, _ = load_data(
+        data_args,
+        training_args.output_dir,
+        resuming=resume_from is not None,
+        write=training_args.should_save,
+    )
+    if training_args.should_save:
+        save_run_args(training_args.output_dir, data_args, model_args, training_args)
+    model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
+    card = run_dir.CardContext(model_args, training_args, dataset_dict, data_args)
+    trainer, datasets = build_trainer(
+        model, processor, dataset_dict, data_args, model_args, training_args, card.write
+    )
+    stopper = StopOnSignal()
+    trainer.add_callback(stopper)
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        stopper.restore()
+    if stopper.received is not None:
+        logger.warning(
+            "stopped by %s at step %d after saving a checkpoint; run the same command again to resume",
+            signal.Signals(stopper.received).name,
+            trainer.state.global_step,
+        )
+        raise SystemExit(128 + stopper.received)
+    # Without pushing: under --push_to_hub the Trainer pushes on every public save_model(), which
+    # would publish a card without metrics; the push at the end carries the evaluated model.
+    trainer.save_model(_internal_call=True)
+    trainer.save_state()
+    trainer.save_metrics("train", train_result.metrics)
+
+    metrics = {}
+    for split in ("validation", "test"):
+        if split in datasets:
+            result = trainer.evaluate(datasets[split], metric_key_prefix=split)
+            trainer.save_metrics(split, result)
+            metrics[split] = {k.removeprefix(f"{split}_"): v for k, v in result.items()}
+    card.metrics = metrics
+    if trainer.is_world_process_zero():
+        card.write(training_args.output_dir)
+        print(format_metrics_table(metrics))
+    if training_args.push_to_hub:
+        trainer.push_to_hub(commit_message="nail_segformer: final model")
+    return metrics

@@ -1,0 +1,1 @@
+"""Helpers shared by several test files: the Hub stand-in, DDP helpers, tiny-run settings."""
