@@ -9,8 +9,9 @@ logging. The stages live in subpackages, in the direction the data flows: ``labe
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nail_segformer._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -57,13 +58,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from nail_segformer.synthetic import generate_dataset
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'nail_segformer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -30,24 +30,33 @@ resized to the model size. See :mod:`.infer`. Only safetensors weights are
 loaded, and no remote code is run.
 """
 
-from nail_segformer.predict.infer import ModelLoadError, load_run_model, load_run_processor
-from nail_segformer.predict.predictor import (
-    MODES,
-    TTA_CHOICES,
-    Prediction,
-    Predictor,
-    count_nails,
-    default_min_nail_area,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "MODES",
-    "TTA_CHOICES",
-    "ModelLoadError",
-    "Prediction",
-    "Predictor",
-    "count_nails",
-    "default_min_nail_area",
-    "load_run_model",
-    "load_run_processor",
-]
+from nail_segformer._lazy import lazy_exports
+
+# Imported on first use, so that the command line can set process options before torch loads.
+_EXPORTS = {
+    "MODES": "nail_segformer.predict.predictor",
+    "TTA_CHOICES": "nail_segformer.predict.predictor",
+    "Prediction": "nail_segformer.predict.predictor",
+    "Predictor": "nail_segformer.predict.predictor",
+    "count_nails": "nail_segformer.predict.predictor",
+    "default_min_nail_area": "nail_segformer.predict.predictor",
+    "ModelLoadError": "nail_segformer.predict.infer",
+    "load_run_model": "nail_segformer.predict.infer",
+    "load_run_processor": "nail_segformer.predict.infer",
+}
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
+    from nail_segformer.predict.infer import ModelLoadError, load_run_model, load_run_processor
+    from nail_segformer.predict.predictor import (
+        MODES,
+        TTA_CHOICES,
+        Prediction,
+        Predictor,
+        count_nails,
+        default_min_nail_area,
+    )
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,23 +10,32 @@ folder: lock, resume, move aside), :mod:`.build` (data, model, loss, Trainer),
 card), :mod:`.pipeline` (:func:`main`, phase by phase) and :mod:`.cli` (exit codes).
 """
 
-from nail_segformer.train.args import (
-    DataArguments,
-    ModelArguments,
-    NailTrainingArguments,
-    parse_args,
-)
-from nail_segformer.train.pipeline import format_metrics_table, main
-from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, RUN_ARGS_NAME
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "MANIFEST_NAME",
-    "RUN_ARGS_NAME",
-    "BAD_PAIRS_NAME",
-    "format_metrics_table",
-    "DataArguments",
-    "ModelArguments",
-    "NailTrainingArguments",
-    "parse_args",
-    "main",
-]
+from nail_segformer._lazy import lazy_exports
+
+# Imported on first use, so that the command line can set process options before torch loads.
+_EXPORTS = {
+    "DataArguments": "nail_segformer.train.args",
+    "ModelArguments": "nail_segformer.train.args",
+    "NailTrainingArguments": "nail_segformer.train.args",
+    "parse_args": "nail_segformer.train.args",
+    "format_metrics_table": "nail_segformer.train.pipeline",
+    "main": "nail_segformer.train.pipeline",
+    "MANIFEST_NAME": "nail_segformer.train.run_dir",
+    "RUN_ARGS_NAME": "nail_segformer.train.run_dir",
+    "BAD_PAIRS_NAME": "nail_segformer.train.run_dir",
+}
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
+    from nail_segformer.train.args import (
+        DataArguments,
+        ModelArguments,
+        NailTrainingArguments,
+        parse_args,
+    )
+    from nail_segformer.train.pipeline import format_metrics_table, main
+    from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, RUN_ARGS_NAME
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

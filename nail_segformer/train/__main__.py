@@ -1,5 +1,8 @@
 import sys
 
-from nail_segformer.train.cli import main
+from nail_segformer.runtime import configure_cli_process
+
+configure_cli_process()  # before the training code imports torch
+from nail_segformer.train.cli import main  # noqa: E402
 
 sys.exit(main())
