@@ -27,6 +27,7 @@ __all__ = [
     "MODEL_PRESETS",
     "HubUnavailableError",
     "is_local_path",
+    "is_hub_id",
     "hub_loading_kwargs",
     "build_config",
     "build_model",
@@ -85,6 +86,21 @@ class HubUnavailableError(RuntimeError):
 def is_local_path(name_or_path: str | os.PathLike) -> bool:
     """True when ``name_or_path`` names an existing local folder or file (not a Hub id)."""
     return Path(name_or_path).expanduser().exists()
+
+
+def is_hub_id(name: str) -> bool:
+    """True when ``name`` has the form of a Hub repository id (``name`` or ``namespace/name``).
+
+    Only the form is checked, nothing is looked up: a missing local path such as ``./run`` or
+    ``/data/run`` is not a Hub id, so it can be reported as a missing folder.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _hub_is_offline() -> bool:
