@@ -1,7 +1,7 @@
 """Bad flags and flag combinations: one or two lines naming the flag, exit code 2, no traceback.
 
-The command's ``main(argv)`` is called in-process on a table of mistakes a new user makes;
-a subprocess shows the same end to end. Every case must stop before any data or
+Each command's ``main(argv)`` is called in-process on a table of mistakes a new user makes;
+one subprocess per command shows the same end to end. Every case must stop before any data or
 model is loaded, so the table runs in seconds.
 """
 
@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from nail_segformer.data.cli import main as data_main
+from nail_segformer.export import main as export_main
+from nail_segformer.predict.cli import main as predict_main
+from nail_segformer.synthetic.cli import main as synthetic_main
 from nail_segformer.train import ArgumentsError, parse_args, resolve_args
 from nail_segformer.train.cli import main as train_main
 
@@ -170,6 +174,114 @@ def test_the_derived_default_is_logged_once(tmp_path, caplog):
     assert len(notes) == 1
 
 
+# --------------------------------------------------------------------------- the other commands
+
+OTHER_CASES = {
+    "predict: zero batch": (
+        predict_main,
+        ["--model", "{tmp}/run", "--input", "x", "--output", "{tmp}/o", "--batch_size", "0"],
+        ("--batch_size",),
+    ),
+    "predict: overlap of 1.5": (
+        predict_main,
+        ["--model", "{tmp}/run", "--input", "x", "--output", "{tmp}/o", "--overlap", "1.5"],
+        ("--overlap",),
+    ),
+    "predict: threshold of 2": (
+        predict_main,
+        ["--model", "{tmp}/run", "--input", "x", "--output", "{tmp}/o", "--threshold", "2"],
+        ("--threshold",),
+    ),
+    "predict: negative window": (
+        predict_main,
+        ["--model", "{tmp}/run", "--input", "x", "--output", "{tmp}/o", "--window", "-1"],
+        ("--window",),
+    ),
+    "predict: negative worst": (
+        predict_main,
+        ["--model", "{tmp}/run", "--input", "x", "--output", "{tmp}/o", "--worst", "-1"],
+        ("--worst",),
+    ),
+    "predict: bad mode": (
+        predict_main,
+        ["--model", "{tmp}/run", "--input", "x", "--output", "{tmp}/o", "--mode", "zoom"],
+        ("--mode", "slide"),
+    ),
+    "predict: unknown flag": (
+        predict_main,
+        ["--model", "{tmp}/run", "--input", "x", "--output", "{tmp}/o", "--bogus"],
+        ("--bogus",),
+    ),
+    "predict: no --output": (predict_main, ["--model", "{tmp}/run", "--input", "x"], ("--output",)),
+    "predict: model folder does not exist": (
+        predict_main,
+        ["--model", "./no/such/run", "--input", "x", "--output", "{tmp}/o"],
+        ("--model", "./no/such/run"),
+    ),
+    "predict: ONNX file does not exist": (
+        predict_main,
+        ["--model", "nobody/model", "--input", "x", "--output", "{tmp}/o"]
+        + ["--onnx", "{tmp}/m.onnx"],
+        ("--onnx",),
+    ),
+    "predict: masks folder does not exist": (
+        predict_main,
+        ["--model", "nobody/model", "--input", "x", "--output", "{tmp}/o"]
+        + ["--masks", "{tmp}/Masks"],
+        ("--masks",),
+    ),
+    "export: opset too old": (
+        export_main,
+        ["--model", "{tmp}/run", "--output", "{tmp}/m.onnx", "--opset", "11"],
+        ("--opset",),
+    ),
+    "export: negative atol": (
+        export_main,
+        ["--model", "{tmp}/run", "--output", "{tmp}/m.onnx", "--atol", "-1"],
+        ("--atol",),
+    ),
+    "export: model folder does not exist": (
+        export_main,
+        ["--model", "./no/such/run", "--output", "{tmp}/m.onnx"],
+        ("--model", "./no/such/run"),
+    ),
+    "export: unknown flag": (
+        export_main,
+        ["--model", "{tmp}/run", "--output", "{tmp}/m.onnx", "--bogus"],
+        ("--bogus",),
+    ),
+    "export: photo does not exist": (
+        export_main,
+        ["--model", "nobody/model", "--output", "{tmp}/m.onnx", "--image", "{tmp}/no.png"],
+        ("no.png",),
+    ),
+    "data: root does not exist": (data_main, ["{tmp}/no_such_data"], ("no_such_data",)),
+    "data: no root": (data_main, [], ("data_root",)),
+    "data: fraction above 1": (
+        data_main,
+        ["{tmp}", "--validation_fraction", "1.5"],
+        ("--validation_fraction",),
+    ),
+    "data: fractions leave nothing to train on": (
+        data_main,
+        ["{tmp}", "--validation_fraction", "0.6", "--test_fraction", "0.5"],
+        ("--test_fraction",),
+    ),
+    "data: seed not a number": (data_main, ["{tmp}", "--seed", "x"], ("--seed",)),
+    "synthetic: negative count": (synthetic_main, ["{tmp}/s", "--n", "-1"], ("--n",)),
+    "synthetic: JPEG quality 0": (synthetic_main, ["{tmp}/s", "--jpeg_quality", "0"], ("--jpeg",)),
+    "synthetic: unknown flag": (synthetic_main, ["{tmp}/s", "--bogus"], ("--bogus",)),
+}
+
+
+@pytest.mark.parametrize("case", list(OTHER_CASES), ids=list(OTHER_CASES))
+def test_other_commands_usage_errors(case, tmp_path, capsys, caplog):
+    main, argv, expected = OTHER_CASES[case]
+    code = _call(main, _fill(argv, tmp_path))
+    _assert_usage_error(code, _output(capsys, caplog), expected)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
+
+
 # --------------------------------------------------------------------------- end to end
 
 END_TO_END = {
@@ -178,6 +290,18 @@ END_TO_END = {
         + ["--save_steps", "10"],
         "--eval_steps 400 from configs/demo.yaml",
     ),
+    "predict": (
+        ["-m", "nail_segformer.predict", "--model", "{tmp}", "--input", "{tmp}"]
+        + ["--output", "{tmp}/o", "--batch_size", "0"],
+        "--batch_size",
+    ),
+    "export": (
+        ["-m", "nail_segformer.export", "--model", "{tmp}", "--output", "{tmp}/m.onnx"]
+        + ["--opset", "11"],
+        "--opset",
+    ),
+    "data": (["-m", "nail_segformer.data", "{tmp}", "--test_fraction", "-1"], "--test_fraction"),
+    "synthetic": (["-m", "nail_segformer.synthetic", "{tmp}/s", "--n", "0"], "--n"),
 }
 
 
