@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from nail_segformer.data import ImageReadError, load_image
     from nail_segformer.data.transforms import processor_size
-    from nail_segformer.model import HubUnavailableError, is_hub_id, is_local_path
+    from nail_segformer.model import HubUnavailableError, check_model_reference
     from nail_segformer.predict import ModelLoadError, load_run_model, load_run_processor
 
     # Checked before anything is loaded; argparse's usage error, exit code 2.
@@ -188,11 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.atol < 0:
         parser.error(f"--atol must be >= 0, got {args.atol}")
-    if not (is_local_path(args.model) or is_hub_id(args.model)):
-        parser.error(
-            f"--model {args.model} is neither a folder here nor a Hub id ('namespace/name'): "
-            "pass a training run's output folder"
-        )
+    try:
+        check_model_reference(args.model, "--model", "pass a training run's output folder")
+    except ValueError as err:
+        parser.error(str(err))
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401

@@ -28,6 +28,7 @@ __all__ = [
     "HubUnavailableError",
     "is_local_path",
     "is_hub_id",
+    "check_model_reference",
     "hub_loading_kwargs",
     "build_config",
     "build_model",
@@ -101,6 +102,23 @@ def is_hub_id(name: str) -> bool:
     except HFValidationError:
         return False
     return True
+
+
+def check_model_reference(name: str, flag: str, fix: str) -> None:
+    """Stop early on a model reference that is neither an existing path nor shaped like a Hub id.
+
+    Args:
+        name: the value given.
+        flag: the flag that gave it, for the message.
+        fix: what to pass instead, for the message.
+
+    Raises:
+        ValueError: ``name`` cannot be loaded from anywhere.
+    """
+    if not (is_local_path(name) or is_hub_id(name)):
+        raise ValueError(
+            f"{flag} {name} is neither a folder here nor a Hub id ('namespace/name'): {fix}"
+        )
 
 
 def _hub_is_offline() -> bool:

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop on a bad flag value before any model is loaded (argparse's usage error, exit 2)."""
-    from nail_segformer.model import is_hub_id, is_local_path
+    from nail_segformer.model import check_model_reference
 
     try:
         check_options(
@@ -94,15 +94,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             overlap=args.overlap,
             batch_size=args.batch_size,
         )
+        if args.worst < 0:
+            raise ValueError(f"--worst must be >= 0, got {args.worst}")
+        check_model_reference(args.model, "--model", "pass a training run's output folder")
     except ValueError as err:
         parser.error(str(err))
-    if args.worst < 0:
-        parser.error(f"--worst must be >= 0, got {args.worst}")
-    if not (is_local_path(args.model) or is_hub_id(args.model)):
-        parser.error(
-            f"--model {args.model} is neither a folder here nor a Hub id ('namespace/name'): "
-            "pass a training run's output folder"
-        )
     if args.onnx is not None and not Path(args.onnx).expanduser().is_file():
         parser.error(
             f"--onnx {args.onnx} is not a file: pass the .onnx file that "

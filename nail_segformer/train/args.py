@@ -22,7 +22,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from nail_segformer.data import ON_BAD_PAIR_CHOICES
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.losses import LOSS_NAMES
-from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS, is_hub_id, is_local_path
+from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS, check_model_reference
 
 __all__ = [
     "ArgumentsError",
@@ -190,12 +190,11 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        name = self.model_name_or_path
-        if self.from_scratch_preset is None and not (is_local_path(name) or is_hub_id(name)):
-            raise ValueError(
-                f"--model_name_or_path {name} is neither a folder here nor a Hub id "
-                "('namespace/name'): check the path, or train from scratch with "
-                "--from_scratch_preset"
+        if self.from_scratch_preset is None:
+            check_model_reference(
+                self.model_name_or_path,
+                "--model_name_or_path",
+                "check the path, or train from scratch with --from_scratch_preset",
             )
         if self.from_scratch_preset is not None and self.from_scratch_preset not in MODEL_PRESETS:
             raise ValueError(
