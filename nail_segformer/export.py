@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="python -m nail_segformer.export",
+        usage="python -m nail_segformer.export --model RUN --output FILE.onnx [--flag value ...]",
         description="Export a trained model to ONNX (dynamic batch/height/width) and check it "
         "against PyTorch with onnxruntime.",
     )
@@ -177,9 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from nail_segformer.data import ImageReadError, load_image
     from nail_segformer.data.transforms import processor_size
-    from nail_segformer.model import HubUnavailableError
+    from nail_segformer.model import HubUnavailableError, check_model_reference
     from nail_segformer.predict import ModelLoadError, load_run_model, load_run_processor
 
+    # Checked before anything is loaded; argparse's usage error, exit code 2.
+    if args.opset < DEFAULT_OPSET:
+        parser.error(
+            f"--opset must be >= {DEFAULT_OPSET} (for LayerNormalization), got {args.opset}"
+        )
+    if args.atol < 0:
+        parser.error(f"--atol must be >= 0, got {args.atol}")
+    try:
+        check_model_reference(args.model, "--model", "pass a training run's output folder")
+    except ValueError as err:
+        parser.error(str(err))
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -187,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}; pip install 'nail_segformer[export]'", file=sys.stderr)
         return 2
     try:
+        image = load_image(args.image) if args.image else None  # first: it is quick
         processor = load_run_processor(args.model, args.revision)
         model = load_run_model(args.model, args.revision).eval()
-        image = load_image(args.image) if args.image else None
         path = export_onnx(model, args.output, processor_size(processor), args.opset)
     except (ModelLoadError, HubUnavailableError, ImageReadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

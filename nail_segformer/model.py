@@ -27,6 +27,8 @@ __all__ = [
     "MODEL_PRESETS",
     "HubUnavailableError",
     "is_local_path",
+    "is_hub_id",
+    "check_model_reference",
     "hub_loading_kwargs",
     "build_config",
     "build_model",
@@ -85,6 +87,38 @@ class HubUnavailableError(RuntimeError):
 def is_local_path(name_or_path: str | os.PathLike) -> bool:
     """True when ``name_or_path`` names an existing local folder or file (not a Hub id)."""
     return Path(name_or_path).expanduser().exists()
+
+
+def is_hub_id(name: str) -> bool:
+    """True when ``name`` has the form of a Hub repository id (``name`` or ``namespace/name``).
+
+    Only the form is checked, nothing is looked up: a missing local path such as ``./run`` or
+    ``/data/run`` is not a Hub id, so it can be reported as a missing folder.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_model_reference(name: str, flag: str, fix: str) -> None:
+    """Stop early on a model reference that is neither an existing path nor shaped like a Hub id.
+
+    Args:
+        name: the value given.
+        flag: the flag that gave it, for the message.
+        fix: what to pass instead, for the message.
+
+    Raises:
+        ValueError: ``name`` cannot be loaded from anywhere.
+    """
+    if not (is_local_path(name) or is_hub_id(name)):
+        raise ValueError(
+            f"{flag} {name} is neither a folder here nor a Hub id ('namespace/name'): {fix}"
+        )
 
 
 def _hub_is_offline() -> bool:

@@ -9,7 +9,7 @@ import sys
 
 from nail_segformer.data.check import format_summary, summarize
 from nail_segformer.data.discovery import DataError, find_pairs
-from nail_segformer.data.splits import split_pairs
+from nail_segformer.data.splits import _validate_fractions, split_pairs
 
 __all__ = ["main"]
 
@@ -19,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
 
     Exits 0 when the folder is clean, 1 when there are problems, 2 when it cannot be read.
     """
-    parser = argparse.ArgumentParser(prog="python -m nail_segformer.data", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m nail_segformer.data",
+        usage="python -m nail_segformer.data DATA_ROOT [--flag value ...]",
+        description=main.__doc__,
+    )
     parser.add_argument("data_root", help="folder with Images/ + Masks/ (or train/ valid/ test/)")
     parser.add_argument("--validation_fraction", type=float, default=0.1)
     parser.add_argument("--test_fraction", type=float, default=0.1)
@@ -31,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         help="do not decode pixels (fast; no nail fraction, no truncation check)",
     )
     args = parser.parse_args(argv)
+    try:  # before the folder is scanned, which can take a while
+        _validate_fractions(args.validation_fraction, args.test_fraction)
+    except ValueError as err:
+        parser.error(str(err))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         scan = find_pairs(args.data_root)

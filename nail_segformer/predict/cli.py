@@ -22,17 +22,29 @@ from nail_segformer.data import ImageReadError, load_image
 from nail_segformer.predict.evaluation import Evaluation, MaskLookup, format_report
 from nail_segformer.predict.infer import DEVICE_CHOICES, ModelLoadError
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
-from nail_segformer.predict.predictor import MODES, TTA_CHOICES, Prediction, Predictor
+from nail_segformer.predict.predictor import (
+    MODES,
+    TTA_CHOICES,
+    Prediction,
+    Predictor,
+    check_options,
+)
 
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
+
+_USAGE = (
+    "python -m nail_segformer.predict --model RUN --input PHOTO [PHOTO ...] --output DIR "
+    "[--flag value ...]"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags, with their defaults and meaning."""
     parser = argparse.ArgumentParser(
         prog="python -m nail_segformer.predict",
+        usage=_USAGE,  # argparse's own, on every error, would be ten lines of flags
         description="Predict nail masks (and overlays, counts, confidence) for photos.",
     )
     add = parser.add_argument
@@ -68,7 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop on a bad flag value before any model is loaded (argparse's usage error, exit 2)."""
+    from nail_segformer.model import check_model_reference
+
+    try:
+        check_options(
+            mode=args.mode,
+            threshold=args.threshold,
+            min_nail_area=args.min_nail_area,
+            slide_scale=args.slide_scale,
+            window=args.window,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+        )
+        if args.worst < 0:
+            raise ValueError(f"--worst must be >= 0, got {args.worst}")
+        check_model_reference(args.model, "--model", "pass a training run's output folder")
+    except ValueError as err:
+        parser.error(str(err))
+    if args.onnx is not None and not Path(args.onnx).expanduser().is_file():
+        parser.error(
+            f"--onnx {args.onnx} is not a file: pass the .onnx file that "
+            "python -m nail_segformer.export wrote"
+        )
+
+
 def _load(args) -> tuple[Predictor, MaskLookup | None]:
+    masks = MaskLookup(args.masks) if args.masks else None  # checked first: it is quick
     predictor = Predictor.from_pretrained(
         args.model,
         device=args.device,
@@ -83,7 +122,7 @@ def _load(args) -> tuple[Predictor, MaskLookup | None]:
         overlap=args.overlap,
         batch_size=args.batch_size,
     )
-    return predictor, MaskLookup(args.masks) if args.masks else None
+    return predictor, masks
 
 
 class _Run:
@@ -142,7 +181,9 @@ def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, prog
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, predict every photo, write the outputs; return the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("nail_segformer").setLevel(level)

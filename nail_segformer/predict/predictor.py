@@ -30,6 +30,7 @@ __all__ = [
     "ModelLoadError",
     "Prediction",
     "Predictor",
+    "check_options",
     "count_nails",
     "default_min_nail_area",
     "load_run_model",
@@ -65,6 +66,37 @@ def count_nails(mask: np.ndarray, min_area: int | None = None) -> int:
         return 0
     areas = np.bincount(components.ravel(), minlength=n + 1)[1:]
     return int((areas >= min_area).sum())
+
+
+def check_options(
+    mode: str = "resize",
+    threshold: float | None = None,
+    min_nail_area: int | None = None,
+    slide_scale: int | None = None,
+    window: int | None = None,
+    overlap: float = 1 / 3,
+    batch_size: int = 4,
+) -> None:
+    """Check :class:`Predictor`'s settings without loading anything (the command line does so first).
+
+    Raises:
+        ValueError: a setting is out of range; the message names its flag and the valid range.
+    """
+    if mode not in MODES:
+        raise ValueError(f"--mode must be one of {MODES}, got {mode!r}")
+    if threshold is not None and not 0.0 <= threshold < 1.0:
+        raise ValueError(f"--threshold must be in [0, 1), got {threshold}")
+    if min_nail_area is not None and min_nail_area < 0:
+        raise ValueError(f"--min_nail_area must be >= 0, got {min_nail_area}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"--overlap must be in [0, 1), got {overlap}")
+    for name, value in (
+        ("batch_size", batch_size),
+        ("slide_scale", slide_scale),
+        ("window", window),
+    ):
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
 
 
 @dataclass
@@ -127,21 +159,15 @@ class Predictor:
         overlap: float = 1 / 3,
         batch_size: int = 4,
     ):
-        if mode not in MODES:
-            raise ValueError(f"--mode must be one of {MODES}, got {mode!r}")
-        if threshold is not None and not 0.0 <= threshold < 1.0:
-            raise ValueError(f"--threshold must be in [0, 1), got {threshold}")
-        if min_nail_area is not None and min_nail_area < 0:
-            raise ValueError(f"--min_nail_area must be >= 0, got {min_nail_area}")
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"--overlap must be in [0, 1), got {overlap}")
-        for name, value in (
-            ("batch_size", batch_size),
-            ("slide_scale", slide_scale),
-            ("window", window),
-        ):
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}")
+        check_options(
+            mode=mode,
+            threshold=threshold,
+            min_nail_area=min_nail_area,
+            slide_scale=slide_scale,
+            window=window,
+            overlap=overlap,
+            batch_size=batch_size,
+        )
         self.runner, self.processor = runner, processor
         self.mode, self.tta, self.threshold = mode, tta, threshold
         self.min_nail_area, self.overlap, self.batch_size = min_nail_area, overlap, batch_size

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit code (2 for bad arguments, 1 if refused)."""
     parser = argparse.ArgumentParser(
         prog="python -m nail_segformer.synthetic",
+        usage="python -m nail_segformer.synthetic OUT_DIR [--flag value ...]",
         description="Write synthetic hand photos and nail masks to OUT_DIR/Images and OUT_DIR/Masks.",
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="empty or new folder to write into")

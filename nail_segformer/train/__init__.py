@@ -20,6 +20,8 @@ _EXPORTS = {
     "ModelArguments": "nail_segformer.train.args",
     "NailTrainingArguments": "nail_segformer.train.args",
     "parse_args": "nail_segformer.train.args",
+    "resolve_args": "nail_segformer.train.args",
+    "ArgumentsError": "nail_segformer.train.args",
     "format_metrics_table": "nail_segformer.train.pipeline",
     "main": "nail_segformer.train.pipeline",
     "MANIFEST_NAME": "nail_segformer.train.run_dir",
@@ -30,10 +32,12 @@ __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from nail_segformer.train.args import (
+        ArgumentsError,
         DataArguments,
         ModelArguments,
         NailTrainingArguments,
         parse_args,
+        resolve_args,
     )
     from nail_segformer.train.pipeline import format_metrics_table, main
     from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, RUN_ARGS_NAME

@@ -11,13 +11,14 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from nail_segformer.data import load_splits, write_manifest
+from nail_segformer.data import DataError, load_splits, write_manifest
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.losses import CLASS_WEIGHT_METHODS
 from nail_segformer.train.args import DataArguments, ModelArguments
 from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME
 
 __all__ = [
+    "check_data_root",
     "ensure_data",
     "load_data",
     "build_model_and_processor",
@@ -26,6 +27,20 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def check_data_root(data_args: DataArguments) -> None:
+    """Stop before anything is written when ``data_root`` is missing and nothing will fill it.
+
+    Raises:
+        DataError: no folder at ``data_root`` and ``synthetic_samples`` is 0.
+    """
+    root = Path(data_args.data_root).expanduser()
+    if data_args.synthetic_samples == 0 and not root.is_dir():
+        raise DataError(
+            f"--data_root {root} does not exist or is not a folder: point it at the folder "
+            "holding Images/ and Masks/, or add --synthetic_samples N to write a synthetic set there"
+        )
 
 
 def ensure_data(data_args: DataArguments) -> None:

@@ -1,7 +1,7 @@
 """``python run_finetune.py`` / ``python -m nail_segformer.train``: a run, with exit codes.
 
-Exit codes: 0 done; 2 a problem the user can fix (data, output folder, Hub access, arguments),
-printed as one line without a traceback; 3 the run finished but the push to the Hub failed
+Exit codes: 0 done; 2 a problem the user can fix (data, output folder, Hub access, a flag, a
+value or a combination of them), printed as one line without a traceback; 3 the run finished but the push to the Hub failed
 (every file is kept); 130/143 stopped by SIGINT/SIGTERM after saving a checkpoint.
 """
 
@@ -12,6 +12,7 @@ import sys
 
 from nail_segformer.data import DataError
 from nail_segformer.model import HubUnavailableError
+from nail_segformer.train.args import ArgumentsError
 from nail_segformer.train.pipeline import main as run
 from nail_segformer.train.run_dir import RunDirError
 from nail_segformer.train.trainer import PushError
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         run(argv)
     except KeyboardInterrupt:
         return 130
+    except ArgumentsError as err:
+        # Mostly raised before logging is set up, so printed the way argparse prints its errors.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (DataError, RunDirError, HubUnavailableError) as err:
         # Expected, user-fixable problems: the message says what to do; no traceback.
         logger.error("%s", err)

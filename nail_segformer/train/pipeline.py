@@ -18,10 +18,11 @@ from transformers.training_args import ParallelMode
 
 from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.train import run_dir
-from nail_segformer.train.args import parse_args
+from nail_segformer.train.args import ArgumentsError, resolve_args
 from nail_segformer.train.build import (
     build_model_and_processor,
     build_trainer,
+    check_data_root,
     ensure_data,
     load_data,
 )
@@ -80,11 +81,11 @@ def check_launch(training_args: TrainingArguments) -> None:
     train alone on all the data and write to the same output folder. Logs the effective batch.
 
     Raises:
-        ValueError: ``WORLD_SIZE`` > 1 but the Trainer runs one independent process each.
+        ArgumentsError: ``WORLD_SIZE`` > 1 but the Trainer runs one independent process each.
     """
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.parallel_mode == ParallelMode.NOT_PARALLEL:
-        raise ValueError(
+        raise ArgumentsError(
             f"{launched} processes were launched (WORLD_SIZE={launched}) but the Trainer does not "
             f"join them (device {training_args.device}); on a machine without GPUs add "
             "--use_cpu true, so that they train together over the gloo backend"
@@ -126,9 +127,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     Returns:
         Final metrics per split (``validation``, and ``test`` when there is a test split).
     """
-    data_args, model_args, training_args = parse_args(argv)
+    data_args, model_args, training_args, derived = resolve_args(argv)
     setup_logging(training_args)
+    for note in derived:  # defaults that followed the user's choices
+        logger.info("%s", note)
     check_launch(training_args)
+    check_data_root(data_args)
     resume_from, _lock = run_dir.prepare_output_dir(training_args)  # held until exit
     with training_args.main_process_first(desc="synthetic data", local=False):
         ensure_data(data_args)
