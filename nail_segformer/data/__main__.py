@@ -1,0 +1,5 @@
+import sys
+
+from nail_segformer.data.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""``python -m nail_segformer.data DATA_ROOT``: the data checker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from nail_segformer.data.check import format_summary, summarize
+from nail_segformer.data.discovery import DataError, find_pairs
+from nail_segformer.data.splits import split_pairs
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nail_segformer.data DATA_ROOT``: check a folder and print a summary.
+
+    Exits 0 when the folder is clean, 1 when there are problems, 2 when it cannot be read.
+    """
+    parser = argparse.ArgumentParser(prog="python -m nail_segformer.data", description=main.__doc__)
+    parser.add_argument("data_root", help="folder with Images/ + Masks/ (or train/ valid/ test/)")
+    parser.add_argument("--validation_fraction", type=float, default=0.1)
+    parser.add_argument("--test_fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--headers_only",
+        action="store_true",
+        help="do not decode pixels (fast; no nail fraction, no truncation check)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        scan = find_pairs(args.data_root)
+        pairs = split_pairs(scan.pairs, args.validation_fraction, args.test_fraction, args.seed)
+    except (DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = summarize(pairs, scan, read_masks=not args.headers_only)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 1 if summary["problems"] else 0
