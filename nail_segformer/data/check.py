@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nail_segformer.data.discovery import Problem, ScanResult
+from nail_segformer.data.discovery import Pair, Problem, ScanResult
 from nail_segformer.data.files import ImageReadError, load_image, load_labels, read_header
 from nail_segformer.data.splits import SPLITS, relative_to_root
 
 __all__ = ["summarize", "format_summary"]
-
 
 
 def _decode_problem(path: str, what: str, err: Exception, scan: ScanResult | None) -> dict:

@@ -16,7 +16,6 @@ logger = logging.getLogger(__name__)
 ON_BAD_PAIR_CHOICES = ("error", "skip")
 
 
-
 def build_dataset_dict(pairs: Sequence[Pair]):
     """Build a ``DatasetDict`` (one ``Dataset`` per split present) from split pairs.
 

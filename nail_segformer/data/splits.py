@@ -27,7 +27,6 @@ SPLITS = ("train", "validation", "test")
 _MANIFEST_COLUMNS = ("image", "mask", "category", "split")
 
 
-
 def _validate_fractions(validation_fraction: float, test_fraction: float) -> None:
     for name, value in (
         ("validation_fraction", validation_fraction),
@@ -115,7 +114,12 @@ def write_manifest(
         writer.writerow(_MANIFEST_COLUMNS)
         for p in pairs:
             writer.writerow(
-                [relative_to_root(p.image, root), relative_to_root(p.mask, root), p.category, p.split]
+                [
+                    relative_to_root(p.image, root),
+                    relative_to_root(p.mask, root),
+                    p.category,
+                    p.split,
+                ]
             )
 
 
