@@ -25,7 +25,9 @@ Each stage is timed in CPU time of the measuring thread, i.e. milliseconds on on
 other programs on a shared machine barely change: decode (or cache read), augmentation,
 processor. Every figure is the mean over photos of each photo's fastest round. Also reported: how far a no-augmentation training
 sample is from the evaluation input of the same photo (mean absolute difference in 8-bit
-levels), and the share of a 16:9 photo's width a full-size crop covers.
+levels), the share of a 16:9 photo's width a full-size crop covers, and whether 8 workers at
+the measured rate feed a MiT-b4 512 px bf16 training step on one H100, whose rate is estimated
+from published figures (the constants below; ``benchmarks/RESULTS.md`` gives the sources).
 """
 
 from __future__ import annotations
@@ -339,7 +341,8 @@ def report(result: dict, seconds: float) -> str:
         f"{c['mib_per_photo']:.2f} MiB per photo on disk",
         f"GPU side: MiT-b4 512 px bf16 training step on one H100, estimated "
         f"{gpu['estimate_samples_s']:.0f} samples/s ({gpu['efficiency']:.0%} of peak, as MMSeg's "
-        f"published V100 figure implies), ceiling {gpu['ceiling_samples_s']:.0f} at 100% of peak",
+        f"published B4 figure implies on an assumed V100; see RESULTS.md), ceiling "
+        f"{gpu['ceiling_samples_s']:.0f} at 100% of peak",
         f"{WORKERS} workers at the end-to-end cached rate feed {feed:.0f} samples/s: "
         f"{'enough' if feed >= gpu['estimate_samples_s'] else 'NOT enough'} for the estimate; "
         f"the ceiling would need {gpu['ceiling_samples_s'] * per_sample / 1000:.0f} workers; "
