@@ -143,6 +143,7 @@ def test_with_the_cache_unreadable_pairs_stop_the_run_before_training(synthetic_
     with pytest.raises(DataError, match="training pair\\(s\\).*cannot be read") as stopped:
         main(tiny_run_argv(root, output_dir))
     assert photo[len(str(root.resolve())) + 1 :] in str(stopped.value)
+    assert "--overwrite_output_dir" in str(stopped.value)
     assert not list(output_dir.glob("checkpoint-*"))
     main(tiny_run_argv(root, tmp_path / "skip", "--on_bad_pair", "skip"))
     report = json.loads((tmp_path / "skip" / "bad_pairs.json").read_text())

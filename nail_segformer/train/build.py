@@ -198,8 +198,9 @@ def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, traini
             raise DataError(
                 f"{len(problems)} training pair(s) in {data_args.data_root} cannot be read:\n"
                 + "\n".join(lines)
-                + "\nFix the files listed above, or pass --on_bad_pair skip to train without "
-                "them (they are then listed in bad_pairs.json in the output directory)."
+                + "\nFix the files listed above and run again with --overwrite_output_dir "
+                "(nothing was trained yet), or pass --on_bad_pair skip to train without them "
+                "(they are then listed in bad_pairs.json in the output directory)."
             )
         logger.warning(
             "leaving out %d unreadable training pair(s) (--on_bad_pair skip), listed in %s",
