@@ -24,7 +24,6 @@ from nail_segformer.data.files import (
     ImageReadError,
     PairReadError,
     load_image,
-    load_labels,
     load_labels_and_convention,
     read_header,
 )
@@ -366,17 +365,9 @@ class SegmentationTransform:
                 raise ImageReadError(error)
             image = np.frombuffer(image_rgb, dtype=np.uint8).reshape(height, width, 3)
             return image, np.frombuffer(label_map, dtype=np.uint8).reshape(height, width)
-        if self.augment is not None and self.working_size is not None:
-            return load_working_pair(image_path, mask_path, self.working_size, self.nail_values)
-        image = load_image(image_path)
-        labels = load_labels(mask_path, self.nail_values)
-        if labels.shape != (image.height, image.width):
-            raise ImageReadError(
-                f"mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but photo "
-                f"{image_path} is {image.width}x{image.height}; re-export the mask at the "
-                "photo's size"
-            )
-        return image, labels
+        # Evaluation reads whole photos: the processor's resize of them is what inference sees.
+        size = self.working_size if self.augment is not None else None
+        return load_working_pair(image_path, mask_path, size, self.nail_values)
 
     def _reseed(self) -> None:
         # Draw each sample's augmentation seed from torch's global generator, which the Trainer
