@@ -1,7 +1,10 @@
 """Shared fixtures. The environment variables below are read when Hugging Face libraries are
 imported, so they are set here, before any test module imports them."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -9,6 +12,9 @@ os.environ["HF_EVALUATE_OFFLINE"] = "1"
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Training runs build a resize cache in datasets' cache folder: keep it out of the user's home.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="nail-test-datasets-cache-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 from support.runs import tiny_run_argv  # noqa: E402

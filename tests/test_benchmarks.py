@@ -91,3 +91,22 @@ def test_gpu_script_is_valid_bash():
         ["bash", "-n", str(BENCHMARKS / "gpu.sh")], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_phone_photo_benchmark_quick_run(tmp_path):
+    out = tmp_path / "phone.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "phone_photos.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert set(result["variants"]) == {"before", "after, no cache", "after, cache", "evaluation"}
+    # Correctness, not speed: the plain training sample is the evaluation input, edges included.
+    for shape in result["parity"].values():
+        assert shape["after_mad"] < 1.0
+    assert result["parity"]["12 MP 16:9"]["before_width_kept"] < 0.8

@@ -296,6 +296,170 @@ def test_labels_never_contain_255():
     assert set(np.unique(labels)) <= {data.BACKGROUND, data.NAIL}
 
 
+# The mask conventions table (nail_segformer/data/files.py): each row, read from a file.
+_NAIL = np.zeros((6, 8), dtype=np.uint8)
+_NAIL[1:4, 2:6] = 1
+_BORDER = np.zeros((6, 8), dtype=bool)  # a VOC-style "ignore" ring around the nail
+_BORDER[0:5, 1:7] = True
+_BORDER[1:4, 2:6] = False
+
+
+def _voc(nail_value=1):
+    values = _NAIL * nail_value
+    values[_BORDER] = 255
+    return values
+
+
+def _antialiased():
+    values = _NAIL * 255
+    values[1, 2], values[3, 5], values[0, 3] = 200, 140, 60  # grey edge pixels
+    return values
+
+
+_CONVENTIONS = [
+    # id, stored values, PIL mode, expected labels, convention name
+    ("only-0", np.zeros((6, 8), np.uint8), "L", np.zeros((6, 8), np.uint8), "0"),
+    ("0-1", _NAIL, "L", _NAIL, "0/1"),
+    ("only-1", np.ones((6, 8), np.uint8), "L", np.ones((6, 8), np.uint8), "0/1"),
+    ("0-255", _NAIL * 255, "L", _NAIL, "0/255"),
+    ("0-255-antialiased", _antialiased(), "L", (_antialiased() >= 128).astype(np.uint8), "0/255"),
+    ("0-1-255-voc", _voc(), "L", np.where(_BORDER, 255, _NAIL).astype(np.uint8), "0/1/255"),
+    ("16-bit-0-65535", _NAIL.astype(np.uint16) * 65535, None, _NAIL, "0/255"),
+    ("16-bit-voc", _voc().astype(np.uint16), None, _voc(), "0/1/255"),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "mode", "expected", "convention"),
+    [pytest.param(*row[1:], id=row[0]) for row in _CONVENTIONS],
+)
+def test_mask_conventions_table(tmp_path, values, mode, expected, convention):
+    path = tmp_path / "mask.png"
+    Image.fromarray(values, mode).save(path)
+    labels, found = data.load_labels_and_convention(path)
+    assert found == convention
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_voc_mask_keeps_its_nails_and_ignores_its_border(tmp_path):
+    # The bug this table fixes: thresholding {0, 1, 255} at 128 made every nail pixel background
+    # and the ignore border nail.
+    path = tmp_path / "voc.png"
+    Image.fromarray(_voc(), "L").save(path)
+    labels = data.load_labels(path)
+    assert (labels[_NAIL == 1] == data.NAIL).all()
+    assert (labels[_BORDER] == data.IGNORE_INDEX).all()
+
+
+def test_palette_mask_is_read_by_its_indices_not_its_colours(tmp_path):
+    # VOC palette: index 1 shows dark red (128, 0, 0) and the 255 border cream (224, 224, 192);
+    # read by brightness, both would be "nail".
+    image = Image.fromarray(_voc().astype(np.uint8), "P")
+    palette = [0, 0, 0, 128, 0, 0] + [0, 0, 0] * 253 + [224, 224, 192]
+    image.putpalette(palette)
+    image.save(tmp_path / "voc_palette.png")
+    labels, convention = data.load_labels_and_convention(tmp_path / "voc_palette.png")
+    assert convention == "0/1/255"
+    np.testing.assert_array_equal(labels, np.where(_BORDER, 255, _NAIL))
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        pytest.param(np.minimum(_NAIL * 2 + _BORDER, 2).astype(np.uint8), "{0, 1, 2}", id="0-1-2"),
+        pytest.param(
+            np.where(_BORDER, 255, _NAIL * 2).astype(np.uint8), "{0, 2, 255}", id="0-2-255"
+        ),
+        pytest.param((_NAIL * 100).astype(np.uint8), "{0, 100}", id="0-100"),
+        pytest.param(np.full((6, 8), 255, np.uint8), "only the value 255", id="only-255"),
+    ],
+)
+def test_unknown_value_sets_are_refused_naming_file_and_values(tmp_path, values, named):
+    path = tmp_path / "classes.png"
+    Image.fromarray(values, "L").save(path)
+    with pytest.raises(data.MaskValuesError, match="classes.png") as caught:
+        data.load_labels(path)
+    assert named in str(caught.value) and "--nail_values" in str(caught.value)
+
+
+def test_resized_voc_mask_is_refused_not_thresholded(tmp_path):
+    # A 0/1/255 mask resized with bilinear interpolation gains greys between 1 and 255; read as
+    # an anti-aliased 0/255 mask it would turn the border into nail and the nails into background.
+    big = np.kron(_voc(), np.ones((8, 8), np.uint8))
+    resized = Image.fromarray(big, "L").resize((40, 30), Image.Resampling.BILINEAR)
+    resized.save(tmp_path / "resized.png")
+    with pytest.raises(data.MaskValuesError, match="resized"):
+        data.load_labels(tmp_path / "resized.png")
+
+
+def test_colour_mask_of_several_classes_is_refused(tmp_path):
+    colours = np.zeros((6, 8, 3), np.uint8)
+    colours[_NAIL == 1] = (250, 50, 83)
+    colours[_BORDER] = (36, 179, 83)  # a second class, e.g. "finger"
+    Image.fromarray(colours, "RGB").save(tmp_path / "cvat.png")
+    with pytest.raises(data.MaskValuesError, match="several colours.*#fa3253"):
+        data.load_labels(tmp_path / "cvat.png")
+    labels = data.load_labels(tmp_path / "cvat.png", data.parse_nail_values("#fa3253"))
+    np.testing.assert_array_equal(labels, _NAIL)
+
+
+@pytest.mark.parametrize(
+    ("values", "nail_values", "expected"),
+    [
+        pytest.param((_NAIL * 2 + _BORDER).astype(np.uint8), "2", _NAIL, id="class-indices-nail-2"),
+        pytest.param(
+            (_NAIL * 2 + _BORDER * 3).astype(np.uint8), "1,2", _NAIL, id="two-values-are-nail"
+        ),
+        pytest.param(
+            _voc(), "1", np.where(_BORDER, 255, _NAIL).astype(np.uint8), id="255-stays-ignored"
+        ),
+        pytest.param(np.full((6, 8), 255, np.uint8), "255", np.ones((6, 8), np.uint8), id="255"),
+    ],
+)
+def test_nail_values_choose_which_values_are_nail(tmp_path, values, nail_values, expected):
+    Image.fromarray(values, "L").save(tmp_path / "m.png")
+    labels, convention = data.load_labels_and_convention(
+        tmp_path / "m.png", data.parse_nail_values(nail_values)
+    )
+    assert convention == "nail_values"
+    np.testing.assert_array_equal(labels, expected)
+
+
+@pytest.mark.parametrize("text", ["", "two", "-1", "70000", "#12345", "1,,2"])
+def test_bad_nail_values_name_the_flag(text):
+    if not text:
+        assert data.parse_nail_values(text) is None
+        return
+    with pytest.raises(ValueError, match="--nail_values"):
+        data.parse_nail_values(text)
+
+
+def test_checker_reports_mask_conventions_per_category(tmp_path, capsys):
+    root = tmp_path / "nails"
+    (root / "Masks" / "2").mkdir(parents=True)
+    scaled = np.ones((5, 5), np.uint8)  # 6x8 label maps to the 40x30 photos
+    for i in range(3):
+        _pair(root, "1", f"a{i}")  # 0/255 masks
+        _photo(root / "Images" / "2" / f"b{i}.jpg")
+        Image.fromarray(np.kron(_voc(), scaled)).save(root / "Masks" / "2" / f"b{i}.png")
+    _photo(root / "Images" / "2" / "c.jpg")
+    classes = np.kron(_NAIL * 2 + _BORDER, scaled).astype(np.uint8)  # {0, 1, 2}
+    Image.fromarray(classes).save(root / "Masks" / "2" / "c.png")
+    assert check_main([str(root), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["mask_conventions"] == {"1": {"0/255": 3}, "2": {"0/1/255": 3}}
+    [problem] = summary["problems"]
+    assert problem["kind"] == "mask values" and problem["path"] == "Masks/2/c.png"
+    assert "{0, 1, 2}" in problem["message"]
+    assert check_main([str(root)]) == 1
+    assert "0/1/255 x3" in capsys.readouterr().out
+    # With the values named, the class-index mask is read too.
+    assert check_main([str(root), "--json", "--nail_values", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["mask_conventions"]["2"] == {"nail_values": 4}
+
+
 def test_load_image_applies_exif_and_rgb(tmp_path):
     path = tmp_path / "rot.jpg"
     _photo(path, size=(40, 30), exif_orientation=6)

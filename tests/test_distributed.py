@@ -111,6 +111,7 @@ class LaunchedRun:
     audit_log: Path
     commits: list[str]
     stdout: str
+    stderr: str
 
     def writes(self, rank: int) -> list[str]:
         """``<event>\\t<path>`` lines of Python-level writes under output_dir by ``rank``."""
@@ -134,6 +135,12 @@ def launched_run(request, synthetic_root, tmp_path_factory):
         "--hub_always_push",
         "true",
         *EXTRA_FLAGS[launcher],
+        # Rank 1 logs at info too, to say whether it built the resize cache or read it; the
+        # cache has a folder of its own, so that no earlier run has built it.
+        "--log_level_replica",
+        "info",
+        "--resize_cache_dir",
+        str(root / "resize_cache"),
     )
     with HubStub(expected_token=TOKEN) as hub:
         env = _launch_env(
@@ -146,7 +153,7 @@ def launched_run(request, synthetic_root, tmp_path_factory):
         )
         proc = _launch([*_launcher(launcher), "run_finetune.py", *argv], env)
         commits = [c.summary for c in hub.commits_to(REPO_ID)]
-    return LaunchedRun(launcher, output_dir, audit_log, commits, proc.stdout)
+    return LaunchedRun(launcher, output_dir, audit_log, commits, proc.stdout, proc.stderr)
 
 
 # --------------------------------------------------------------------------- training loss
@@ -216,6 +223,12 @@ def test_rank_zero_writes_the_manifest_once_and_the_card(launched_run):
     assert "README.md" in written
     # The final metrics table, printed by rank 0 only.
     assert len(re.findall(r"^metric +validation", launched_run.stdout, re.MULTILINE)) == 1
+
+
+def test_the_resize_cache_is_built_once_and_read_by_every_rank(launched_run):
+    built = re.findall(r"built resize cache (\S+)", launched_run.stderr)
+    reused = re.findall(r"reusing resize cache (\S+)", launched_run.stderr)
+    assert len(built) == 1 and reused == built  # rank 0 builds it while rank 1 waits, then reads
 
 
 def test_only_rank_zero_pushes(launched_run):

@@ -15,7 +15,8 @@ failing on the first. Nothing under ``DATA_ROOT`` is ever written.
 The stages, in the order the data flows: :mod:`.files` (decoding, EXIF, mask values),
 :mod:`.discovery` (pairing and the problem report), :mod:`.splits` (split and manifest),
 :mod:`.dataset` (the ``DatasetDict``), :mod:`.transforms` (augmentation and the image
-processor), :mod:`.check` (the summary ``python -m nail_segformer.data`` prints).
+processor), :mod:`.cache` (the pre-resized training split), :mod:`.bad_pairs` (pairs that fail
+during training), :mod:`.check` (the summary ``python -m nail_segformer.data`` prints).
 """
 
 from nail_segformer.data.check import format_summary, summarize
@@ -30,11 +31,16 @@ from nail_segformer.data.discovery import (
     list_files_by_key,
 )
 from nail_segformer.data.files import (
+    MASK_CONVENTIONS,
     ImageReadError,
+    MaskValuesError,
+    PairReadError,
     is_hidden_or_os_file,
     load_image,
     load_labels,
+    load_labels_and_convention,
     mask_to_labels,
+    parse_nail_values,
     read_header,
 )
 from nail_segformer.data.splits import SPLITS, read_manifest, split_pairs, write_manifest
@@ -51,6 +57,9 @@ __all__ = [
     "ON_BAD_PAIR_CHOICES",
     "DataError",
     "ImageReadError",
+    "MaskValuesError",
+    "PairReadError",
+    "MASK_CONVENTIONS",
     "Pair",
     "Problem",
     "ScanResult",
@@ -65,6 +74,8 @@ __all__ = [
     "load_image",
     "load_labels",
     "mask_to_labels",
+    "load_labels_and_convention",
+    "parse_nail_values",
     "read_header",
     "summarize",
     "format_summary",

@@ -1,8 +1,8 @@
-"""Summarise a data folder for the checker: counts, sizes, nail share and every problem."""
+"""Summarise a data folder for the checker: counts, sizes, nail share, mask conventions, problems."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -10,14 +10,30 @@ from pathlib import Path
 import numpy as np
 
 from nail_segformer.data.discovery import Pair, Problem, ScanResult
-from nail_segformer.data.files import ImageReadError, load_image, load_labels, read_header
+from nail_segformer.data.files import (
+    ImageReadError,
+    MaskValuesError,
+    load_image,
+    load_labels_and_convention,
+    read_header,
+)
 from nail_segformer.data.splits import SPLITS, relative_to_root
+from nail_segformer.labels import IGNORE_INDEX, NAIL
 
 __all__ = ["summarize", "format_summary"]
 
 
 def _decode_problem(path: str, what: str, err: Exception, scan: ScanResult | None) -> dict:
     shown = relative_to_root(path, Path(scan.root).resolve()) if scan else path
+    if isinstance(err, MaskValuesError):
+        return asdict(
+            Problem(
+                "mask values",
+                shown,
+                str(err).replace(f"mask {path} ", "this mask ", 1),
+                "re-export it with 0 = background and 255 (or 1) = nail, or pass --nail_values",
+            )
+        )
     reason = err.__cause__ or err
     return asdict(
         Problem(
@@ -29,12 +45,21 @@ def _decode_problem(path: str, what: str, err: Exception, scan: ScanResult | Non
     )
 
 
-def summarize(pairs: Sequence[Pair], scan: ScanResult | None, read_masks: bool = True) -> dict:
+def summarize(
+    pairs: Sequence[Pair],
+    scan: ScanResult | None,
+    read_masks: bool = True,
+    nail_values: tuple | None = None,
+) -> dict:
     """Summarise a split data set: counts per category and split, sizes, nail pixel fraction.
 
-    With ``read_masks`` every mask (and photo) is decoded, which also finds truncated files.
+    With ``read_masks`` every mask (and photo) is decoded, which also finds truncated files and
+    masks whose values match no convention, and counts the conventions found per category
+    (``mask_conventions``; see :mod:`nail_segformer.data.files`). ``nail_values`` is passed to
+    the mask reader as ``--nail_values`` would be.
     """
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SPLITS, 0))
+    conventions: dict[str, Counter] = defaultdict(Counter)
     sizes, fractions = [], defaultdict(list)
     decode_problems = []
     for pair in pairs:
@@ -49,9 +74,13 @@ def summarize(pairs: Sequence[Pair], scan: ScanResult | None, read_masks: bool =
             decode_problems.append(_decode_problem(pair.image, "photo", err, scan))
             continue
         try:
-            fractions[pair.category].append(float(load_labels(pair.mask).mean()))
+            labels, convention = load_labels_and_convention(pair.mask, nail_values)
         except ImageReadError as err:
             decode_problems.append(_decode_problem(pair.mask, "mask", err, scan))
+            continue
+        conventions[pair.category][convention] += 1
+        counted = int((labels != IGNORE_INDEX).sum())
+        fractions[pair.category].append(float((labels == NAIL).sum()) / max(counted, 1))
     areas = np.array([w * h for w, h in sizes]) if sizes else np.zeros(1)
     summary = {
         "root": scan.root if scan else None,
@@ -71,6 +100,7 @@ def summarize(pairs: Sequence[Pair], scan: ScanResult | None, read_masks: bool =
             }
             for c, v in sorted(fractions.items())
         },
+        "mask_conventions": {c: dict(sorted(n.items())) for c, n in sorted(conventions.items())},
         "problems": [asdict(p) for p in (scan.problems if scan else [])] + decode_problems,
     }
     return summary
@@ -90,6 +120,12 @@ def format_summary(summary: dict) -> str:
         f"image sizes: min {size['min']}, max {size['max']}, "
         f"median {size['median_megapixels']} MP, {size['distinct_sizes']} distinct",
     ]
+    if summary["mask_conventions"]:
+        lines.append("mask values (see the README's mask conventions):")
+        for category, found in summary["mask_conventions"].items():
+            shown = ", ".join(f"{name} x{n}" for name, n in found.items())
+            mixed = "  <- mixed: check these masks" if len(set(found) - {"0"}) > 1 else ""
+            lines.append(f"  {category:<10}{shown}{mixed}")
     problems = summary["problems"]
     lines.append(f"problems: {len(problems)}")
     lines += [f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})" for p in problems]

@@ -9,6 +9,7 @@ import sys
 
 from nail_segformer.data.check import format_summary, summarize
 from nail_segformer.data.discovery import DataError, find_pairs
+from nail_segformer.data.files import parse_nail_values
 from nail_segformer.data.splits import _validate_fractions, split_pairs
 
 __all__ = ["main"]
@@ -34,9 +35,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not decode pixels (fast; no nail fraction, no truncation check)",
     )
+    parser.add_argument(
+        "--nail_values",
+        default=None,
+        help="mask values (or #rrggbb colours) that mean nail, as for training; default: each "
+        "mask is read by the convention its values show",
+    )
     args = parser.parse_args(argv)
     try:  # before the folder is scanned, which can take a while
         _validate_fractions(args.validation_fraction, args.test_fraction)
+        nail_values = parse_nail_values(args.nail_values)
     except ValueError as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -46,6 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = summarize(pairs, scan, read_masks=not args.headers_only)
+    summary = summarize(pairs, scan, read_masks=not args.headers_only, nail_values=nail_values)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 1 if summary["problems"] else 0

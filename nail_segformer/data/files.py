@@ -2,6 +2,28 @@
 
 Both the training transforms and ``predict`` load files through these functions, so a photo
 means the same thing in training and in use.
+
+Mask values are read by the convention their set of values reveals, decided per file:
+
+===========================================  ===================================  ==========
+values found in one mask                     read as                              name
+===========================================  ===================================  ==========
+only 0                                       background everywhere                ``0``
+0 and 1 (or only 1)                          0 background, 1 nail                 ``0/1``
+0 and 255, maybe anti-aliased greys between  nail where >= half range (128)       ``0/255``
+0, 1 and 255 (VOC/MMSeg style)               0 background, 1 nail, 255 ignored    ``0/1/255``
+black and one colour (and its blends)        nail where >= half that colour       ``colour``
+float values in [0, 1]                       nail where >= 0.5                    ``soft``
+only 255                                     refused: all nail or all ignored?
+greys with over 5% of non-zero pixels at 1   refused: a resized 0/1/255 mask
+any other set (class indices 0/1/2, ...)     refused, naming the file and values
+===========================================  ===================================  ==========
+
+16-bit masks follow the same rules on 0..65535 (a 16-bit file holding 8-bit values is read as
+8-bit); palette masks are read by their indices when those follow the table, else by the
+colours the palette shows. ``nail_values`` (``--nail_values``) overrides the table: exactly the
+listed values (or ``#rrggbb`` colours) are nail, 255 is ignored unless listed, and everything
+else is background.
 """
 
 from __future__ import annotations
@@ -12,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nail_segformer.labels import IGNORE_INDEX, NAIL
+
 # Files that operating systems and sync tools drop next to photos; never data.
 _OS_FILES = {".ds_store", "thumbs.db", "desktop.ini", "icon\r"}
 
@@ -19,9 +43,36 @@ _OS_FILES = {".ds_store", "thumbs.db", "desktop.ini", "icon\r"}
 _EXIF_ORIENTATION_TAG = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 
+# Class-index masks use small integers; a value above this and below full range can only be an
+# anti-aliased grey of a 0/255 mask.
+_LARGEST_CLASS_INDEX = 15
+# A colour within this many levels (per channel) of a blend of the mask's colour with black is
+# an anti-aliased edge of it, not a colour of its own.
+_BLEND_TOLERANCE = 3
+_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
+MASK_CONVENTIONS = ("0", "0/1", "0/255", "0/1/255", "colour", "soft", "nail_values")
+
 
 class ImageReadError(ValueError):
     """A photo or mask that cannot be decoded; the message names the file."""
+
+
+class MaskValuesError(ImageReadError):
+    """A mask whose values match no convention of the table; the message names file and values."""
+
+
+class PairReadError(ImageReadError):
+    """A photo/mask pair that cannot be read; ``image`` and ``mask`` name its two files.
+
+    Built from a message alone as well, so that it survives being re-raised from a data-loader
+    worker process.
+    """
+
+    def __init__(self, message: str, image: str | None = None, mask: str | None = None):
+        super().__init__(message)
+        self.image = image
+        self.mask = mask
 
 
 def is_hidden_or_os_file(path: str | os.PathLike) -> bool:
@@ -44,95 +95,272 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
         with Image.open(path) as im:
             width, height = im.size
             mode = im.mode
-            # PngImageFile.getexif() decodes the whole image first, in case an eXIf chunk
-            # follows the pixel data; the base method reads what the header carried, which is
-            # where PNG writers (and PNG's 3rd edition) put it.
-            orientation = Image.Image.getexif(im).get(_EXIF_ORIENTATION_TAG, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            orientation = _orientation(im)
+    except _ERRORS as err:
         raise ImageReadError(f"cannot decode {path}: {err}") from err
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return width, height, mode
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def _orientation(im: Image.Image) -> int:
+    # PngImageFile.getexif() decodes the whole image first, in case an eXIf chunk follows the
+    # pixel data; the base method reads what the header carried, which is where PNG writers
+    # (and PNG's 3rd edition) put it.
+    return Image.Image.getexif(im).get(_EXIF_ORIENTATION_TAG, 1)
+
+
+def load_image(path: str | os.PathLike, reduce_to: tuple[int, int] | None = None) -> Image.Image:
     """Decode a photo as RGB, rotated by its EXIF orientation.
+
+    Args:
+        path: the photo.
+        reduce_to: ``(width, height)`` as seen (after EXIF rotation): a JPEG may then be
+            decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, Pillow's ``draft``), the
+            largest reduction that keeps both sides at least this large. Other formats, and
+            photos already smaller, are decoded whole. ``None`` always decodes every pixel.
 
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
     """
     try:
         with Image.open(path) as im:
+            if reduce_to is not None and im.format == "JPEG":
+                width, height = reduce_to
+                if _orientation(im) in _TRANSPOSING_ORIENTATIONS:
+                    width, height = height, width  # draft works on the stored orientation
+                im.draft("RGB", (max(1, width), max(1, height)))
             im.load()
             image = ImageOps.exif_transpose(im)
             return image.convert("RGB") if image.mode != "RGB" else image.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except _ERRORS as err:
         raise ImageReadError(f"cannot decode photo {path}: {err}") from err
 
 
-def mask_to_labels(mask: Image.Image) -> np.ndarray:
-    """Turn a mask of any PIL mode into a ``uint8`` label map with values {0: background, 1: nail}.
+# --------------------------------------------------------------------------- mask values
 
-    Rules, chosen so that every common way of saving a binary mask means what its author meant:
 
-    - A mask whose stored values are only 0 and 1 (index masks, 1-bit masks, ``P`` masks with
-      indices 0/1) is taken as labels directly.
-    - Otherwise a pixel is nail when it is at least half of the mode's range: 128 for 8-bit,
-      32768 for 16-bit, 0.5 for float in [0, 1]. A 16-bit or float mask whose values never exceed
-      255 is treated as 8-bit data, since a wider container does not change what was drawn.
-    - Colour masks (``RGB``, ``P`` with a colour palette) use the brightest channel, so a red or
-      green nail on black counts as nail; an alpha channel multiplies in, so a transparent
-      background is background.
+def parse_nail_values(text: str | None) -> tuple[int | tuple[int, int, int], ...] | None:
+    """Parse ``--nail_values``: comma-separated integers (0..65535) and/or ``#rrggbb`` colours.
 
-    Anti-aliased edges are thereby thresholded at half range. 255 is never passed through: the
-    loss would read it as "ignore" and silently drop those pixels.
+    Raises:
+        ValueError: an entry is neither; the message names the flag.
     """
+    if text is None or not str(text).strip():
+        return None
+    values: list[int | tuple[int, int, int]] = []
+    for entry in str(text).split(","):
+        entry = entry.strip()
+        try:
+            if entry.startswith("#") and len(entry) == 7:
+                values.append(tuple(int(entry[i : i + 2], 16) for i in (1, 3, 5)))
+                continue
+            value = int(entry)
+        except ValueError:
+            value = -1
+        if not 0 <= value <= 65535:
+            raise ValueError(
+                f"--nail_values must list mask values (integers 0..65535) or colours (#rrggbb), "
+                f"comma-separated, e.g. '1' or '2,3' or '#ff0000'; got {text!r}"
+            )
+        values.append(value)
+    return tuple(values)
+
+
+def mask_to_labels(
+    mask: Image.Image, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
+) -> np.ndarray:
+    """Turn a mask of any PIL mode into a ``uint8`` label map: 0 background, 1 nail, 255 ignore.
+
+    The values found decide how they are read (the table in this module's docstring);
+    ``nail_values`` (see :func:`parse_nail_values`) replaces that decision.
+
+    Raises:
+        MaskValuesError: the values match no convention (the message names them, not the file).
+    """
+    return mask_labels_and_convention(mask, nail_values)[0]
+
+
+def mask_labels_and_convention(
+    mask: Image.Image, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
+) -> tuple[np.ndarray, str]:
+    """:func:`mask_to_labels` and the name of the convention it read (see ``MASK_CONVENTIONS``)."""
     mask = ImageOps.exif_transpose(mask)
+    colours = [v for v in nail_values or () if isinstance(v, tuple)]
+    integers = [v for v in nail_values or () if not isinstance(v, tuple)]
     if mask.mode == "P":
         indices = np.asarray(mask)
-        if indices.size and indices.max() <= 1:
-            return indices.astype(np.uint8)
+        if integers or (not colours and _index_convention(_present(indices)) is not None):
+            return _read_values(indices, integers)
         mask = mask.convert("RGBA")
-    if mask.mode == "1":
-        return np.asarray(mask, dtype=np.uint8)
-    if mask.mode in ("RGBA", "LA", "PA"):
-        mask = mask.convert("RGBA")
-        rgba = np.asarray(mask).astype(np.float32)
-        values = rgba[..., :3].max(axis=-1) * (rgba[..., 3] / 255.0)
-    elif mask.mode in ("RGB", "CMYK", "YCbCr", "LAB", "HSV"):
-        values = np.asarray(mask.convert("RGB")).max(axis=-1)
-    else:  # L, I, I;16*, F
-        values = np.asarray(mask)
-        if values.ndim == 3:
-            values = values.max(axis=-1)
+    if mask.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        if colours:
+            raise MaskValuesError(_mixed_hint("a grey or index mask", "integers"))
+        return _read_values(np.asarray(mask), integers)
+    rgb = _premultiplied_rgb(mask)
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        if colours:
+            raise MaskValuesError(_mixed_hint("a grey mask stored as colour", "integers"))
+        return _read_values(rgb[..., 0], integers)
+    if integers:
+        raise MaskValuesError(_mixed_hint("a colour mask", "colours such as #ff0000"))
+    return _read_colours(rgb, colours)
+
+
+def _mixed_hint(kind: str, wanted: str) -> str:
+    return f"is {kind}, so --nail_values must list {wanted} for it"
+
+
+def _premultiplied_rgb(mask: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 colours, with any alpha multiplied in (transparent reads as black)."""
+    if mask.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = np.asarray(mask.convert("RGBA")).astype(np.uint16)
+        return ((rgba[..., :3] * rgba[..., 3:] + 127) // 255).astype(np.uint8)
+    return np.asarray(mask.convert("RGB"))
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a non-negative integer array, sorted, without sorting its pixels.
+
+    Most masks hold two values, which min, max and two counts establish; otherwise a histogram
+    (OpenCV's for 8-bit masks: several times faster than ``np.bincount`` at 12 MP).
+    """
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = int(values.min()), int(values.max())
+    if low == high or np.count_nonzero(values != low) == np.count_nonzero(values == high):
+        return np.unique(np.array([low, high], dtype=np.int64))
+    if values.dtype == np.uint8:
+        import cv2
+
+        histogram = cv2.calcHist([np.ascontiguousarray(values)], [0], None, [256], [0, 256])
+        return np.flatnonzero(histogram.ravel())
+    return np.flatnonzero(np.bincount(values.ravel()))
+
+
+def _index_convention(present: np.ndarray) -> str | None:
+    """The convention of a set of integer values that needs no grey levels, or None."""
+    found = set(present.tolist())
+    if found <= {0}:
+        return "0"
+    if found <= {0, 1}:
+        return "0/1"
+    if found <= {0, 1, 255} and {1, 255} <= found:
+        return "0/1/255"
+    if found == {0, 255}:
+        return "0/255"
+    return None
+
+
+def _read_values(values: np.ndarray, nail_values: list[int]) -> tuple[np.ndarray, str]:
+    """Labels of a single-channel mask (grey levels or class indices)."""
     values = np.asarray(values)
-    if values.size and values.min() >= 0 and values.max() <= 1 and _is_integral(values):
-        return values.astype(np.uint8)
-    return (values >= _half_range(values)).astype(np.uint8)
+    if values.dtype == bool:
+        values = values.astype(np.uint8)
+    if values.dtype.kind == "f":
+        if values.size and bool(np.all(np.mod(values, 1) == 0)) and values.min() >= 0:
+            values = values.astype(np.int64)
+        elif values.size and values.min() >= 0 and values.max() <= 1:
+            return (values >= 0.5).astype(np.uint8), "soft"
+        else:
+            low, high = (float(values.min()), float(values.max())) if values.size else (0, 0)
+            raise MaskValuesError(
+                f"holds float values from {low:g} to {high:g}: neither 0..1 (soft masks) nor "
+                "integer labels; save it as an 8-bit mask with 0 = background and 255 = nail"
+            )
+    if values.dtype.kind == "i" and values.size and (values.min() < 0 or values.max() > 65535):
+        raise MaskValuesError(
+            f"holds values from {values.min()} to {values.max()}, outside 0..65535; save it as "
+            "an 8-bit mask with 0 = background and 255 = nail"
+        )
+    present = _present(values)
+    if nail_values:
+        lut = np.zeros(max(int(present.max(initial=0)), IGNORE_INDEX) + 1, dtype=np.uint8)
+        lut[IGNORE_INDEX] = IGNORE_INDEX
+        lut[[v for v in nail_values if v < len(lut)]] = NAIL
+        return lut[values], "nail_values"
+    convention = _index_convention(present)
+    if convention in ("0", "0/1", "0/1/255"):
+        return values.astype(np.uint8, copy=False), convention  # already our labels
+    found = ", ".join(str(v) for v in present[:12]) + (", ..." if len(present) > 12 else "")
+    if present.tolist() == [255]:
+        raise MaskValuesError(
+            "holds only the value 255: all nail in a 0/255 mask, or all ignored in a 0/1/255 "
+            "mask; fix the mask, or say which with --nail_values 255 (255 = nail) or "
+            "--nail_values 1 (255 = ignore)"
+        )
+    full = 255 if present.max(initial=0) <= 255 else 65535
+    greys = present[(present > _LARGEST_CLASS_INDEX) & (present < full)]
+    if full in present and (set(present.tolist()) <= {0, full} or greys.size):
+        if 1 in present and np.count_nonzero(values == 1) * 20 > np.count_nonzero(values):
+            # Anti-aliasing spreads edge pixels over 254 grey levels, so exact 1s are rare; many
+            # of them are the nails of a 0/1/255 mask that was resized with interpolation.
+            raise MaskValuesError(
+                f"holds the values {{{found}}}, over 5% of its non-zero pixels exactly 1: it "
+                "looks like a 0/1/255 mask resized with interpolation; re-export it with "
+                "nearest-neighbour resizing, or pass --nail_values"
+            )
+        return (values >= (full + 1) // 2).astype(np.uint8), "0/255"
+    raise MaskValuesError(
+        f"holds the values {{{found}}}, which match no mask convention (0/1; 0/255 with grey "
+        "edges; 0/1/255 with 255 ignored); pass --nail_values with the value(s) that mean nail, "
+        "e.g. --nail_values 2"
+    )
 
 
-def _is_integral(values: np.ndarray) -> bool:
-    return values.dtype.kind in "iub" or bool(np.all(np.mod(values, 1) == 0))
+def _read_colours(rgb: np.ndarray, nail_colours: list[tuple[int, int, int]]):
+    """Labels of a colour mask: black and one colour (with its anti-aliased blends)."""
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
+    packed |= rgb[..., 2]
+    if nail_colours:
+        wanted = np.array([(r << 16) | (g << 8) | b for r, g, b in nail_colours], dtype=np.uint32)
+        return np.isin(packed, wanted).astype(np.uint8), "nail_values"
+    lit = packed[packed != 0]  # nails are a few % of a photo: look only at coloured pixels
+    if lit.size == 0:
+        return np.zeros(rgb.shape[:2], dtype=np.uint8), "0"
+    colours, counts = np.unique(lit, return_counts=True)
+    triples = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], -1)
+    brightness = triples.max(axis=1)
+    # The mask's colour: the brightest, and among those the most frequent.
+    top = np.flatnonzero(brightness == brightness.max())
+    colour = triples[top[np.argmax(counts[top])]].astype(np.float64)
+    expected = brightness[:, None] / colour.max() * colour
+    stray = np.abs(triples - expected).max(axis=1) > _BLEND_TOLERANCE
+    if stray.any():
+        shown = ", ".join(
+            "#{:02x}{:02x}{:02x}".format(*t) for t in triples[np.argsort(-counts)][:6].tolist()
+        )
+        raise MaskValuesError(
+            f"holds several colours ({shown}{', ...' if len(colours) > 6 else ''}): a mask of "
+            "several classes; pass the nail colour(s) with --nail_values, e.g. --nail_values "
+            f"#{int(colour[0]):02x}{int(colour[1]):02x}{int(colour[2]):02x}"
+        )
+    value = rgb.max(axis=-1)
+    half = (colour.max() + 1) / 2
+    return (value >= half).astype(np.uint8), "colour"
 
 
-def _half_range(values: np.ndarray) -> float:
-    peak = float(values.max()) if values.size else 0.0
-    if values.dtype.kind == "f" and peak <= 1.0:
-        return 0.5
-    if peak <= 255:
-        return 128
-    return 32768
-
-
-def load_labels(path: str | os.PathLike) -> np.ndarray:
-    """Decode a mask file into a ``uint8`` {0, 1} label map (see :func:`mask_to_labels`).
+def load_labels(
+    path: str | os.PathLike, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
+) -> np.ndarray:
+    """Decode a mask file into a ``uint8`` label map (0, 1 and 255; see :func:`mask_to_labels`).
 
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
+        MaskValuesError: its values match no convention; the message names file and values.
     """
+    return load_labels_and_convention(path, nail_values)[0]
+
+
+def load_labels_and_convention(
+    path: str | os.PathLike, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
+) -> tuple[np.ndarray, str]:
+    """:func:`load_labels` and the name of the convention the file was read by."""
     try:
         with Image.open(path) as im:
             im.load()
-            return mask_to_labels(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            return mask_labels_and_convention(im, nail_values)
+    except MaskValuesError as err:
+        raise MaskValuesError(f"mask {path} {err}") from None
+    except _ERRORS as err:
         raise ImageReadError(f"cannot decode mask {path}: {err}") from err

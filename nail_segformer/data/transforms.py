@@ -12,6 +12,7 @@ picks the torchvision backend, whose bilinear resize differs from PIL's by round
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 from collections.abc import Callable
@@ -19,12 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from nail_segformer.data.files import ImageReadError, load_image, load_labels
+from nail_segformer.data.files import (
+    ImageReadError,
+    PairReadError,
+    load_image,
+    load_labels_and_convention,
+    read_header,
+)
 from nail_segformer.labels import IGNORE_INDEX
 
 __all__ = [
     "load_image_processor",
     "processor_size",
+    "working_size",
+    "load_working_pair",
+    "load_working_pair_and_convention",
     "build_train_transforms",
     "SegmentationTransform",
     "attach_transforms",
@@ -69,6 +79,73 @@ def processor_size(processor) -> tuple[int, int]:
     return int(size["height"]), int(size["width"])
 
 
+def working_size(image_size: int, crop_scale_min: float) -> int:
+    """Side that training photos are brought down to before crops are cut from them.
+
+    The smallest random crop (``crop_scale_min`` of the area) of a photo this size still spans
+    ``image_size`` pixels a side, so no crop is upsampled and the detail a crop shows is what
+    the full-size photo would give; larger photos only cost decoding time.
+    """
+    return math.ceil(image_size / math.sqrt(crop_scale_min))
+
+
+def load_working_pair(
+    image_path: str | os.PathLike,
+    mask_path: str | os.PathLike,
+    size: int | None,
+    nail_values: tuple | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a photo and its mask, each side brought down to at most ``size`` pixels.
+
+    Width and height are reduced independently (a 4032x3024 photo becomes ``size`` x ``size``),
+    which is the squash to a square that evaluation applies anyway, done in part here: both
+    scalings only multiply. Photos smaller than ``size`` on a side keep that side: nothing is
+    upscaled. JPEGs are decoded at reduced scale when ``size`` allows (see :func:`load_image`),
+    then resized with PIL's antialiased bilinear filter (the processor's); masks are read at
+    full size and resized with nearest neighbour.
+
+    Args:
+        image_path: the photo.
+        mask_path: its mask, at the photo's size after EXIF rotation.
+        size: the working size (see :func:`working_size`); ``None`` keeps full resolution.
+        nail_values: passed to :func:`nail_segformer.data.load_labels`.
+
+    Returns:
+        ``(image, labels)``: (H, W, 3) ``uint8`` RGB and (H, W) ``uint8`` labels (0, 1, 255).
+
+    Raises:
+        ImageReadError: a file cannot be decoded, its mask values are refused, or the sizes
+            differ.
+    """
+    image, labels, _ = load_working_pair_and_convention(image_path, mask_path, size, nail_values)
+    return image, labels
+
+
+def load_working_pair_and_convention(
+    image_path: str | os.PathLike,
+    mask_path: str | os.PathLike,
+    size: int | None,
+    nail_values: tuple | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """:func:`load_working_pair` and the mask convention the labels were read by."""
+    from PIL import Image
+
+    width, height, _ = read_header(image_path)
+    target = (width, height) if size is None else (min(width, size), min(height, size))
+    image = load_image(image_path, reduce_to=None if size is None else target)
+    labels, convention = load_labels_and_convention(mask_path, nail_values)
+    if labels.shape != (height, width):
+        raise ImageReadError(
+            f"mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but photo {image_path} is "
+            f"{width}x{height}; re-export the mask at the photo's size"
+        )
+    if image.size != target:
+        image = image.resize(target, Image.Resampling.BILINEAR)
+    if labels.shape != (target[1], target[0]):
+        labels = np.asarray(Image.fromarray(labels).resize(target, Image.Resampling.NEAREST))
+    return np.asarray(image), labels, convention
+
+
 def build_train_transforms(
     height: int,
     width: int,
@@ -86,8 +163,12 @@ def build_train_transforms(
     """Augmentations for hand photos, applied jointly to photo and mask.
 
     A random crop of 30-100% of the photo's area (aspect 3:4 to 4:3) resized to the model's
-    input size, so small nails are sometimes seen large. With ``crop_size``, a square patch of
-    that side is then cut from it (with ``scale=(1.0, 1.0)``, at the scale evaluation sees):
+    input size, so small nails are sometimes seen large. The crop is drawn in the photo squashed
+    to a square, the shape evaluation and inference resize every photo to (see
+    :mod:`nail_segformer.data._squash_crop`), and shrunk with area interpolation, which
+    antialiases as the processor's resize does: with ``scale=(1.0, 1.0)`` it is the whole
+    photo, edges included, and the sample matches the evaluation input. With ``crop_size``, a
+    square patch of that side is then cut from it (with ``scale=(1.0, 1.0)``, at the scale evaluation sees):
     with probability ``nail_crop_p`` a patch holding a random nail pixel (nails are about 2% of
     a photo, so patches drawn uniformly are mostly nail-free), otherwise one anywhere. A patch
     costs a fraction of a whole image, so the same compute makes many more optimiser steps.
@@ -120,6 +201,8 @@ def build_train_transforms(
     import albumentations as A
     import cv2
 
+    from nail_segformer.data._squash_crop import SquashedRandomResizedCrop
+
     for name, p in (
         ("hflip", hflip),
         ("rotate_p", rotate_p),
@@ -148,7 +231,7 @@ def build_train_transforms(
         ]
     return A.Compose(
         [
-            A.RandomResizedCrop(size=(height, width), scale=scale, ratio=(3 / 4, 4 / 3)),
+            SquashedRandomResizedCrop(size=(height, width), scale=scale, ratio=(3 / 4, 4 / 3)),
             *patch,
             A.HorizontalFlip(p=hflip),
             A.Affine(
@@ -166,41 +249,63 @@ def build_train_transforms(
     )
 
 
+# Columns of a training split pre-resized by :mod:`nail_segformer.data.cache`: raw pixels at
+# the working size, their shape, and why a pair could not be read ("" when it could).
+CACHED_COLUMNS = ("image_rgb", "label_map", "height", "width", "error")
+
+
 class SegmentationTransform:
     """Batch transform for ``Dataset.set_transform``: files -> ``pixel_values`` and ``labels``.
 
     Reads the ``image``/``label`` columns as undecoded ``datasets.Image`` values (paths), loads
-    them with :func:`nail_segformer.data.load_image` / ``load_labels`` (EXIF rotation, any mask
-    mode to {0, 1}), applies ``augment`` if given, then the processor.
+    them with :func:`nail_segformer.data.load_image` / ``load_labels`` (EXIF rotation, mask
+    values read by their convention), applies ``augment`` if given, then the processor. Rows of
+    a split pre-resized by :func:`nail_segformer.data.cache.build_resized_cache` are read from
+    their cached pixels instead of the files.
 
     Args:
         processor: a Segformer image processor (see :func:`load_image_processor`).
         augment: an albumentations pipeline for training; ``None`` for evaluation, which is then
-            exactly the processor's own resize and normalisation, as at inference.
+            exactly the processor's own resize and normalisation of the full photo, as at
+            inference.
         resize: whether the processor resizes what ``augment`` returns; False for pipelines
-            that already return the training size, such as training patches smaller than the
-            processor's size (see :func:`build_train_transforms`).
+            that already return the training size, such as :func:`build_train_transforms`.
+        working_size: with ``augment``, bring photos down to at most this many pixels a side
+            before augmenting (see :func:`load_working_pair`); ``None`` augments full-size
+            photos.
+        nail_values: passed to ``load_labels`` (``--nail_values``).
+
+    Calling it raises :class:`~nail_segformer.data.files.PairReadError` for a pair that cannot
+    be read; the message and the error's ``image`` and ``mask`` name its files.
     """
 
-    def __init__(self, processor, augment: Callable | None = None, resize: bool = True):
+    def __init__(
+        self,
+        processor,
+        augment: Callable | None = None,
+        resize: bool = True,
+        working_size: int | None = None,
+        nail_values: tuple | None = None,
+    ):
         if augment is None and not resize:
             raise ValueError("resize=False needs an augment that returns the final size")
         self.processor = processor
         self.augment = augment
         self.resize = resize
+        self.working_size = working_size
+        self.nail_values = nail_values
+        self._table: np.ndarray | None = None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         images, masks = [], []
-        for image_value, label_value in zip(batch["image"], batch["label"], strict=True):
+        for row, (image_value, label_value) in enumerate(
+            zip(batch["image"], batch["label"], strict=True)
+        ):
             image_path, mask_path = _path_of(image_value), _path_of(label_value)
-            image = load_image(image_path)
-            labels = load_labels(mask_path)
-            if labels.shape != (image.height, image.width):
-                raise ImageReadError(
-                    f"mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but photo "
-                    f"{image_path} is {image.width}x{image.height}; re-export the mask at the "
-                    "photo's size"
-                )
+            try:
+                image, labels = self._load(batch, row, image_path, mask_path)
+            except ImageReadError as err:
+                raise PairReadError(str(err), image=image_path, mask=mask_path) from err
             if self.augment is not None:
                 self._reseed()
                 out = self.augment(image=np.asarray(image), mask=labels)
@@ -209,6 +314,25 @@ class SegmentationTransform:
             else:
                 images.append(image)
                 masks.append(labels)
+        return self.encode(images, masks)
+
+    def encode(self, images: list, masks: list[np.ndarray]) -> dict[str, list]:
+        """``pixel_values`` and ``labels`` of loaded (and augmented) photos and label maps.
+
+        The processor's resize (unless ``resize`` is False), rescale and normalisation; labels
+        as ``int64``.
+        """
+        if not self.resize and all(_is_rgb8(image) for image in images):
+            # Already at the training size, photos only need the processor's rescale and
+            # normalisation: per 8-bit level, so a lookup of what the processor makes of each
+            # level gives its exact values at a fraction of the cost.
+            table = self._level_table()
+            return {
+                "pixel_values": [
+                    np.stack([table[c][image[..., c]] for c in range(3)]) for image in images
+                ],
+                "labels": [np.asarray(mask, dtype=np.int64) for mask in masks],
+            }
         encoded = self.processor(
             images=images,
             segmentation_maps=masks,
@@ -221,6 +345,30 @@ class SegmentationTransform:
             "labels": list(encoded["labels"].astype(np.int64)),
         }
 
+    def _level_table(self) -> np.ndarray:
+        """(3, 256) float32: the processor's output for each 8-bit level of each channel."""
+        if self._table is None:
+            levels = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+            out = self.processor(
+                images=[levels],
+                do_resize=False,
+                input_data_format="channels_last",
+                return_tensors="np",
+            )["pixel_values"][0]
+            self._table = np.ascontiguousarray(out[:, 0, :], dtype=np.float32)
+        return self._table
+
+    def _load(self, batch: dict[str, list], row: int, image_path: str, mask_path: str):
+        if CACHED_COLUMNS[0] in batch:
+            image_rgb, label_map, height, width, error = (batch[c][row] for c in CACHED_COLUMNS)
+            if error:
+                raise ImageReadError(error)
+            image = np.frombuffer(image_rgb, dtype=np.uint8).reshape(height, width, 3)
+            return image, np.frombuffer(label_map, dtype=np.uint8).reshape(height, width)
+        # Evaluation reads whole photos: the processor's resize of them is what inference sees.
+        size = self.working_size if self.augment is not None else None
+        return load_working_pair(image_path, mask_path, size, self.nail_values)
+
     def _reseed(self) -> None:
         # Draw each sample's augmentation seed from torch's global generator, which the Trainer
         # seeds, saves in every checkpoint and restores on resume: a resumed run then augments
@@ -230,6 +378,15 @@ class SegmentationTransform:
 
         seed = int(torch.randint(0, 2**62, ()).item())
         self.augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+def _is_rgb8(image) -> bool:
+    return (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+    )
 
 
 def _path_of(value) -> str:
@@ -244,14 +401,20 @@ def _path_of(value) -> str:
 
 
 def attach_transforms(
-    dataset_dict, processor, train_augment: Callable | None, train_resize: bool = True
+    dataset_dict,
+    processor,
+    train_augment: Callable | None,
+    train_resize: bool = True,
+    working_size: int | None = None,
+    nail_values: tuple | None = None,
 ):
     """Return a copy of ``dataset_dict`` with on-the-fly transforms attached.
 
-    ``train`` gets ``train_augment`` (if any), followed by the processor's resize unless
-    ``train_resize`` is False; every other split gets the deterministic evaluation transform.
-    Images are cast to undecoded paths so that each file is read once, by our loaders, with
-    errors that name it. Nothing is precomputed or cached.
+    ``train`` gets ``train_augment`` (if any) on photos brought down to ``working_size``,
+    followed by the processor's resize unless ``train_resize`` is False; every other split gets
+    the deterministic evaluation transform of the full photos. Images are cast to undecoded
+    paths so that each file is read by our loaders, with errors that name it. A ``train`` split
+    pre-resized by :func:`nail_segformer.data.cache.build_resized_cache` is read from its cache.
     """
     from datasets import Image as ImageFeature
 
@@ -260,9 +423,11 @@ def attach_transforms(
         dataset = dataset.cast_column("image", ImageFeature(decode=False))
         dataset = dataset.cast_column("label", ImageFeature(decode=False))
         if split == "train":
-            transform = SegmentationTransform(processor, train_augment, train_resize)
+            transform = SegmentationTransform(
+                processor, train_augment, train_resize, working_size, nail_values
+            )
         else:
-            transform = SegmentationTransform(processor, None)
+            transform = SegmentationTransform(processor, None, nail_values=nail_values)
         dataset.set_transform(transform)
         out[split] = dataset
     return type(dataset_dict)(out)

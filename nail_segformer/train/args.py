@@ -19,7 +19,7 @@ from typing import Any
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from nail_segformer.data import ON_BAD_PAIR_CHOICES
+from nail_segformer.data import ON_BAD_PAIR_CHOICES, parse_nail_values
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.losses import LOSS_NAMES
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS, check_model_reference
@@ -110,6 +110,28 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N validation/test pairs."}
     )
+    nail_values: str | None = field(
+        default=None,
+        metadata={
+            "help": "Mask values that mean nail, comma-separated (e.g. '2' for class-index "
+            "masks, '#ff0000' for a colour): exactly those are nail, 255 is ignored unless "
+            "listed, the rest is background. Default: each mask is read by the convention its "
+            "values show (README: Your data)."
+        },
+    )
+    resize_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Decode each training photo once, shrunk to the working size, into an Arrow "
+            "cache that later runs and every process reuse; false decodes the files every epoch."
+        },
+    )
+    resize_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the resize cache; default: $HF_DATASETS_CACHE/nail_segformer."
+        },
+    )
 
     def __post_init__(self):
         if self.data_root is None:
@@ -151,6 +173,7 @@ class DataArguments:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
         if self.manifest is not None and not Path(self.manifest).is_file():
             raise ValueError(f"--manifest {self.manifest} does not exist")
+        parse_nail_values(self.nail_values)  # raises ValueError naming --nail_values
 
 
 @dataclass

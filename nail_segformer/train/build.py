@@ -11,11 +11,15 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from nail_segformer.data import DataError, load_splits, write_manifest
+from transformers import TrainerCallback
+
+from nail_segformer.data import DataError, load_splits, parse_nail_values, write_manifest
+from nail_segformer.data.bad_pairs import add_problems, merge_skipped
+from nail_segformer.data.splits import relative_to_root
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.losses import CLASS_WEIGHT_METHODS
 from nail_segformer.train.args import DataArguments, ModelArguments
-from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME
+from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, TRAINING_FAILURES_NAME
 
 __all__ = [
     "check_data_root",
@@ -23,6 +27,7 @@ __all__ = [
     "load_data",
     "build_model_and_processor",
     "build_loss",
+    "build_resize_cache",
     "build_trainer",
 ]
 
@@ -126,13 +131,13 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     return model, processor
 
 
-def build_loss(model_args: ModelArguments, train_dataset):
+def build_loss(model_args: ModelArguments, train_dataset, nail_values: tuple | None = None):
     """The ``SegmentationLoss`` named by ``--loss``, with class weights resolved."""
     from nail_segformer.losses import SegmentationLoss
 
     weights = None
     if model_args.class_weights == "auto":
-        weights = _auto_class_weights(train_dataset)
+        weights = _auto_class_weights(train_dataset, nail_values)
     elif model_args.class_weights != "none":
         weights = [float(w) for w in model_args.class_weights.split(",")]
     if weights is not None:
@@ -146,16 +151,21 @@ def build_loss(model_args: ModelArguments, train_dataset):
 _CLASS_WEIGHT_SAMPLE = 256
 
 
-def _auto_class_weights(train_dataset) -> list[float]:
+def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list[float]:
     import numpy as np
 
-    from nail_segformer.data import load_labels
+    from nail_segformer.data import ImageReadError, load_labels
     from nail_segformer.losses import compute_class_weights
 
     paths = train_dataset.cast_column("label", _undecoded())["label"][:_CLASS_WEIGHT_SAMPLE]
     counts = np.zeros(len(ID2LABEL), dtype=np.int64)
     for value in paths:
-        counts += np.bincount(load_labels(value["path"]).ravel(), minlength=len(ID2LABEL))
+        try:
+            labels = load_labels(value["path"], nail_values)
+        except ImageReadError:
+            continue  # training reports (or skips) it, by --on_bad_pair
+        # minlength 256: ignored pixels (255) are counted apart, then left out.
+        counts += np.bincount(labels.ravel(), minlength=256)[: len(ID2LABEL)]
     return compute_class_weights(counts.tolist(), method=CLASS_WEIGHT_METHODS[0])
 
 
@@ -165,16 +175,99 @@ def _undecoded():
     return Image(decode=False)
 
 
+def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, training_args):
+    """``dataset_dict`` with its training split read from the resize cache.
+
+    The cache (:mod:`nail_segformer.data.cache`) is built by the main process while the others
+    wait, then read by all. Pairs that cannot be read stop the run here, before training, with
+    every one of them listed; with ``--on_bad_pair skip`` they are left out and added to
+    ``bad_pairs.json``.
+
+    Raises:
+        DataError: some training pairs cannot be read and ``--on_bad_pair`` is ``error``.
+    """
+    from nail_segformer.data.cache import build_resized_cache
+
+    with training_args.main_process_first(desc="resize cache"):
+        cached, problems = build_resized_cache(
+            dataset_dict["train"],
+            size,
+            parse_nail_values(data_args.nail_values),
+            data_args.resize_cache_dir,
+            num_proc=training_args.dataloader_num_workers or None,
+        )
+    if problems:
+        root = Path(data_args.data_root).resolve()
+        problems = [
+            {
+                **p,
+                "path": relative_to_root(p["path"], root),
+                "message": p["message"].replace(f"{root}/", ""),
+            }
+            for p in problems
+        ]
+        lines = [
+            f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})" for p in problems
+        ]
+        if data_args.on_bad_pair == "error":
+            raise DataError(
+                f"{len(problems)} training pair(s) in {data_args.data_root} cannot be read:\n"
+                + "\n".join(lines)
+                + "\nFix the files listed above and run again with --overwrite_output_dir "
+                "(nothing was trained yet), or pass --on_bad_pair skip to train without them "
+                "(they are then listed in bad_pairs.json in the output directory)."
+            )
+        logger.warning(
+            "leaving out %d unreadable training pair(s) (--on_bad_pair skip), listed in %s",
+            len(problems),
+            BAD_PAIRS_NAME,
+        )
+        if training_args.should_save:
+            add_problems(Path(training_args.output_dir) / BAD_PAIRS_NAME, problems)
+    return type(dataset_dict)({**dataset_dict, "train": cached})
+
+
+class _BadPairsReport(TrainerCallback):
+    """Folds the pairs skipped by data-loader workers into ``bad_pairs.json`` and logs the count."""
+
+    def __init__(self, output_dir: str, data_root: str):
+        self.log_path = Path(output_dir) / TRAINING_FAILURES_NAME
+        self.report_path = Path(output_dir) / BAD_PAIRS_NAME
+        self.data_root = data_root
+        self.reported = 0
+
+    def _merge(self, args, state) -> None:
+        if not args.should_save:
+            return
+        skipped = merge_skipped(self.log_path, self.report_path, self.data_root)
+        if skipped > self.reported:
+            logger.warning(
+                "%d unreadable pair(s) skipped during training so far (--on_bad_pair skip); "
+                "listed in %s",
+                skipped,
+                self.report_path,
+            )
+            self.reported = skipped
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._merge(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._merge(args, state)
+
+
 def build_trainer(
     model, processor, dataset_dict, data_args, model_args, training_args, card_writer
 ):
     """A :class:`~nail_segformer.train.trainer.NailTrainer` with transforms, loss and metrics wired."""
     from transformers import default_data_collator
 
+    from nail_segformer.data.bad_pairs import SkipBadPairs
     from nail_segformer.data.transforms import (
         attach_transforms,
         build_train_transforms,
         processor_size,
+        working_size,
     )
     from nail_segformer.metrics import StreamingSegmentationMetrics
     from nail_segformer.train.trainer import NailTrainer
@@ -194,17 +287,31 @@ def build_trainer(
         crop_size=crop,
         nail_crop_p=data_args.nail_crop_probability,
     )
+    # Photos are brought down once to a size where the smallest crop still needs no upscaling;
+    # decoding 12 MP every epoch would cost more than the rest of a sample.
+    size = working_size(max(height, width), data_args.crop_scale_min)
+    nail_values = parse_nail_values(data_args.nail_values)
+    if data_args.resize_cache:
+        dataset_dict = build_resize_cache(dataset_dict, size, data_args, training_args)
     # The pipeline already returns the training size; a second resize would only cost time.
-    datasets = attach_transforms(dataset_dict, processor, augment, train_resize=False)
-    loss = build_loss(model_args, dataset_dict["train"])
+    datasets = attach_transforms(
+        dataset_dict, processor, augment, False, working_size=size, nail_values=nail_values
+    )
+    loss = build_loss(model_args, dataset_dict["train"], nail_values)
+    train_dataset = SkipBadPairs(
+        datasets["train"],
+        Path(training_args.output_dir) / TRAINING_FAILURES_NAME,
+        skip=data_args.on_bad_pair == "skip",
+    )
     return NailTrainer(
         model=model,
         args=training_args,
-        train_dataset=datasets["train"],
+        train_dataset=train_dataset,
         eval_dataset=datasets["validation"],
         processing_class=processor,
         data_collator=default_data_collator,
         compute_loss_func=loss.as_trainer_loss(),
         compute_metrics=StreamingSegmentationMetrics(ID2LABEL),
         card_writer=card_writer,
+        callbacks=[_BadPairsReport(training_args.output_dir, data_args.data_root)],
     ), datasets

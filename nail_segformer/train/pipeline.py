@@ -16,6 +16,8 @@ from pathlib import Path
 from transformers import TrainingArguments
 from transformers.training_args import ParallelMode
 
+from nail_segformer.data import DataError, PairReadError
+from nail_segformer.data.bad_pairs import failure_log_size, new_failures
 from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.train import run_dir
 from nail_segformer.train.args import ArgumentsError, resolve_args
@@ -26,7 +28,7 @@ from nail_segformer.train.build import (
     ensure_data,
     load_data,
 )
-from nail_segformer.train.run_dir import RUN_ARGS_NAME
+from nail_segformer.train.run_dir import RUN_ARGS_NAME, TRAINING_FAILURES_NAME
 from nail_segformer.train.trainer import StopOnSignal
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "check_launch",
     "save_run_args",
     "format_metrics_table",
+    "bad_pair_stop",
     "main",
 ]
 
@@ -121,6 +124,41 @@ def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def bad_pair_stop(
+    err: PairReadError, failures: list[dict], output_dir: str, step: int
+) -> DataError:
+    """The error that ends a run stopped by an unreadable pair: the file and how to go on.
+
+    Args:
+        err: what the data loader raised (from a worker, its message holds a traceback).
+        failures: the records the training split's loader logged for this run (see
+            :func:`nail_segformer.data.bad_pairs.new_failures`); empty when a validation pair
+            failed.
+        output_dir: the run's folder, for the checkpoint a rerun resumes from.
+        step: the optimizer step training stopped at.
+    """
+    last = run_dir.find_last_checkpoint(output_dir)
+    if last is not None:
+        resume = (
+            f"fix or remove the file, then run the same command again: it resumes from {last.name}"
+        )
+    else:
+        resume = (
+            "no checkpoint was saved yet: replace the file with a readable copy, then run again "
+            "with --overwrite_output_dir"
+        )
+    if failures:
+        return DataError(
+            f"training stopped at step {step} on an unreadable pair: {failures[-1]['message']}. "
+            f"To go on, {resume}; or add --on_bad_pair skip to train without such pairs (they "
+            "are then listed in bad_pairs.json)."
+        )
+    return DataError(
+        f"training stopped at step {step}: a pair cannot be read ({str(err).strip().splitlines()[-1]}). "
+        f"To go on, {resume}."
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Run a whole fine-tune: parse, check data, build, train, evaluate, save, card, push.
 
@@ -151,8 +189,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     )
     stopper = StopOnSignal()
     trainer.add_callback(stopper)
+    failure_log = Path(training_args.output_dir) / TRAINING_FAILURES_NAME
+    failures_before = failure_log_size(failure_log)
     try:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
+    except PairReadError as err:
+        failures = [f for f in new_failures(failure_log, failures_before) if not f["skipped"]]
+        raise bad_pair_stop(
+            err, failures, training_args.output_dir, trainer.state.global_step
+        ) from err
     finally:
         stopper.restore()
     if stopper.received is not None:

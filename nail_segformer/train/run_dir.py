@@ -33,6 +33,7 @@ __all__ = [
     "RUN_ARGS_NAME",
     "MANIFEST_NAME",
     "BAD_PAIRS_NAME",
+    "TRAINING_FAILURES_NAME",
     "RunDirError",
     "RunLock",
     "CardContext",
@@ -49,6 +50,9 @@ PID_NAME = "_run.pid"
 RUN_ARGS_NAME = "run_args.json"
 MANIFEST_NAME = "split_manifest.csv"
 BAD_PAIRS_NAME = "bad_pairs.json"
+# Pairs that failed while training, one JSON line each, appended by data-loader workers; its
+# leading "_" keeps it out of Hub pushes (bad_pairs.json carries the skipped ones).
+TRAINING_FAILURES_NAME = "_bad_pairs_training.jsonl"
 # Written by Trainer._save_checkpoint; trainer_state.json comes last, after the weights.
 _CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json")
 

@@ -1,0 +1,173 @@
+"""Photo/mask pairs that fail while training runs: skip them, or stop with their name.
+
+Discovery reads headers only, so a photo whose pixel data is cut short, or a mask whose values
+are refused, is found only when a data-loader worker reads it, possibly hours into a run.
+:class:`SkipBadPairs` wraps the training split: on such a pair it appends one JSON line naming
+the files to a log in the output folder (workers are separate processes, so they share a file
+opened for appending rather than memory), then either serves the next pair in its place
+(``skip``) or re-raises (stop). :func:`merge_skipped` folds the skipped ones into
+``bad_pairs.json``; :func:`new_failures` gives the pipeline the pair that stopped a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from nail_segformer.data.discovery import DataError
+from nail_segformer.data.files import PairReadError
+from nail_segformer.data.splits import relative_to_root
+
+__all__ = [
+    "SkipBadPairs",
+    "add_problems",
+    "merge_skipped",
+    "new_failures",
+    "failure_log_size",
+]
+
+logger = logging.getLogger(__name__)
+
+# Consecutive unreadable pairs after which a data folder is taken to be gone, not damaged.
+_MAX_CONSECUTIVE_FAILURES = 50
+# One record per write call, under the size that POSIX appends keep whole.
+_MAX_MESSAGE_CHARS = 1500
+
+
+class SkipBadPairs:
+    """Map-style dataset over a training split that records, and maybe skips, unreadable pairs.
+
+    Args:
+        dataset: the split with its transform attached (items are dicts of arrays).
+        log_path: the JSON-lines file records are appended to.
+        skip: serve the next readable pair instead of a failing one (``--on_bad_pair skip``);
+            False re-raises after recording.
+
+    Raises (from item access):
+        PairReadError: a pair cannot be read and ``skip`` is False.
+        DataError: ``skip`` is True but many pairs in a row cannot be read.
+    """
+
+    def __init__(self, dataset, log_path: str | os.PathLike, skip: bool):
+        self.dataset = dataset
+        self.log_path = str(log_path)
+        self.skip = skip
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        for attempt in range(min(_MAX_CONSECUTIVE_FAILURES, len(self))):
+            try:
+                return self.dataset[(index + attempt) % len(self)]
+            except PairReadError as err:
+                self._record(err)
+                if not self.skip:
+                    raise
+                last = err
+        raise DataError(
+            f"{min(_MAX_CONSECUTIVE_FAILURES, len(self))} pairs in a row could not be read (the "
+            f"last: {last}); check that the data folder is still there and readable"
+        )
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        # One transform call for the whole batch (the processor is faster on batches); only a
+        # batch with a bad pair falls back to reading its pairs one by one.
+        try:
+            return self.dataset.__getitems__(list(indices))
+        except PairReadError:
+            return [self[index] for index in indices]
+
+    def _record(self, err: PairReadError) -> None:
+        record = {
+            "image": err.image,
+            "mask": err.mask,
+            "message": str(err)[:_MAX_MESSAGE_CHARS],
+            "skipped": self.skip,
+        }
+        if self.skip:
+            logger.warning("skipping an unreadable pair (--on_bad_pair skip): %s", err)
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+
+
+def failure_log_size(log_path: str | os.PathLike) -> int:
+    """Bytes in the failure log now; :func:`new_failures` reads what is appended after."""
+    try:
+        return os.path.getsize(log_path)
+    except OSError:
+        return 0
+
+
+def _read_log(log_path: str | os.PathLike, offset: int = 0) -> list[dict]:
+    try:
+        with open(log_path, encoding="utf-8") as log:
+            log.seek(offset)
+            lines = log.read().splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash mid-write names nothing reliably
+    return records
+
+
+def new_failures(log_path: str | os.PathLike, offset: int) -> list[dict]:
+    """Records appended to the failure log after ``offset`` bytes (see :func:`failure_log_size`)."""
+    return _read_log(log_path, offset)
+
+
+def add_problems(report_path: str | os.PathLike, problems: list[dict]) -> None:
+    """Append ``problems`` (dicts of kind, path, message, fix) to a ``bad_pairs.json`` report.
+
+    Entries already listed (same kind and path) are not repeated; the file is replaced
+    atomically, so a crash leaves the old report or the new one.
+    """
+    report_path = Path(report_path)
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        report = []
+    listed = {(entry.get("kind"), entry.get("path")) for entry in report}
+    report += [p for p in problems if (p["kind"], p["path"]) not in listed]
+    staging = report_path.with_name(f"_{report_path.name}.tmp")
+    staging.write_text(json.dumps(report, indent=2))
+    os.replace(staging, report_path)
+
+
+def merge_skipped(
+    log_path: str | os.PathLike, report_path: str | os.PathLike, data_root: str | os.PathLike
+) -> int:
+    """Add the pairs skipped during training to ``report_path`` (``bad_pairs.json``).
+
+    Paths are written relative to ``data_root``, as discovery writes them.
+
+    Returns:
+        The number of distinct pairs skipped during training so far (the report is not touched
+        when there are none).
+    """
+    root = Path(data_root).resolve()
+    skipped = {}
+    for record in _read_log(log_path):
+        if record.get("skipped") and record.get("image"):
+            skipped.setdefault(record["image"], record)
+    if skipped:
+        add_problems(
+            report_path,
+            [
+                {
+                    "kind": "skipped during training",
+                    "path": relative_to_root(image, root),
+                    "message": record["message"].replace(f"{root}{os.sep}", ""),
+                    "fix": "fix or replace the file (it was left out of training); then check "
+                    "the folder with python -m nail_segformer.data",
+                }
+                for image, record in sorted(skipped.items())
+            ],
+        )
+    return len(skipped)

@@ -1,0 +1,187 @@
+"""A pre-resized copy of the training split, built once with ``Dataset.map`` and reused.
+
+Decoding a 12 MP phone JPEG and its PNG mask costs far more than everything else a training
+sample needs, and the training transform only ever looks at the photo brought down to the
+working size (:func:`nail_segformer.data.transforms.working_size`). So each training pair is
+decoded once (JPEGs at reduced scale, see :func:`~nail_segformer.data.files.load_image`),
+shrunk to at most the working size a side (never enlarged) and stored as raw pixels in an
+Arrow file that ``datasets`` memory-maps; every epoch then reads those pixels.
+
+The file is named by a fingerprint of what it holds: the working size, ``--nail_values``, a
+format version, and the path, size and modification time of every photo and mask. A second run
+on the same files finds it and skips the work (``datasets``' ``load_from_cache_file``), under
+DDP the main process builds it while the others wait (the caller's ``main_process_first``) and
+then read it, and a changed file changes the name, so nothing stale is ever read.
+
+Where: ``<HF_DATASETS_CACHE>/nail_segformer/`` (``~/.cache/huggingface/datasets/nail_segformer``
+by default) or a folder of the caller's choice; never the data folder. Size: about
+``4 x W x W`` bytes per pair for photos larger than the working size ``W`` (3.5 MiB per pair at
+``W = 935``, the default for 512 px). Delete the folder to clear it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+from nail_segformer.data.files import ImageReadError, MaskValuesError
+from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair_and_convention
+
+__all__ = ["CACHE_FORMAT", "default_cache_dir", "cache_fingerprint", "build_resized_cache"]
+
+logger = logging.getLogger(__name__)
+
+# Bump when what a cache file holds changes meaning (resize filter, column layout, labels).
+CACHE_FORMAT = 1
+_SUBDIR = "nail_segformer"
+# Rows per Arrow record batch: a few photos, so building never holds much in memory.
+_WRITER_BATCH_SIZE = 8
+
+
+def default_cache_dir() -> Path:
+    """``<HF_DATASETS_CACHE>/nail_segformer``: ``datasets``' own cache folder."""
+    import datasets.config
+
+    return Path(datasets.config.HF_DATASETS_CACHE) / _SUBDIR
+
+
+def _file_stamp(path: str) -> tuple[str, int, int]:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return path, -1, -1  # a missing file fails when read, with its name
+    return path, stat.st_size, stat.st_mtime_ns
+
+
+def cache_fingerprint(image_paths, mask_paths, size: int, nail_values: tuple | None) -> str:
+    """Hex fingerprint of a cache's content: format, size, ``nail_values`` and every file's stamp."""
+    digest = hashlib.sha256()
+    header = {"format": CACHE_FORMAT, "size": size, "nail_values": nail_values}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for image, mask in zip(image_paths, mask_paths, strict=True):
+        digest.update(json.dumps([_file_stamp(image), _file_stamp(mask)]).encode())
+    return digest.hexdigest()[:40]
+
+
+def _resize_example(example: dict, size: int, nail_values: tuple | None) -> dict:
+    """``Dataset.map`` function: one pair at the working size, or why it cannot be read."""
+    try:
+        image, labels, convention = load_working_pair_and_convention(
+            example["image"]["path"], example["label"]["path"], size, nail_values
+        )
+    except ImageReadError as err:
+        kind = "mask values" if isinstance(err, MaskValuesError) else "unreadable file"
+        return dict(
+            zip(CACHED_COLUMNS, (b"", b"", 0, 0, str(err)), strict=True),
+            error_kind=kind,
+            convention="",
+        )
+    return dict(
+        zip(
+            CACHED_COLUMNS,
+            (image.tobytes(), labels.tobytes(), image.shape[0], image.shape[1], ""),
+            strict=True,
+        ),
+        error_kind="",
+        convention=convention,
+    )
+
+
+def build_resized_cache(
+    dataset,
+    size: int,
+    nail_values: tuple | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    num_proc: int | None = None,
+):
+    """Build (or find) the pre-resized copy of a training split.
+
+    Args:
+        dataset: a ``datasets.Dataset`` with ``image`` and ``label`` columns of file paths (as
+            :func:`nail_segformer.data.build_dataset_dict` makes).
+        size: the working size in pixels (the longest a side may stay).
+        nail_values: passed to ``load_labels`` (``--nail_values``).
+        cache_dir: where the Arrow file goes; ``None`` for :func:`default_cache_dir`.
+        num_proc: processes that build it (``Dataset.map``'s ``num_proc``); ``None`` for one.
+
+    Returns:
+        ``(cached, problems)``: the split with the :data:`CACHED_COLUMNS` added and unreadable
+        pairs left out, and one dict per left-out pair (``kind``, ``path``, ``message``,
+        ``fix``, as in ``bad_pairs.json``).
+    """
+    from datasets import Features, Value
+    from datasets import Image as ImageFeature
+
+    dataset = dataset.cast_column("image", ImageFeature(decode=False))
+    dataset = dataset.cast_column("label", ImageFeature(decode=False))
+    paths = dataset.select_columns(["image", "label"]).to_dict()
+    image_paths = [value["path"] for value in paths["image"]]
+    mask_paths = [value["path"] for value in paths["label"]]
+    fingerprint = cache_fingerprint(image_paths, mask_paths, size, nail_values)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    cache_file = folder / f"resized-{fingerprint}.arrow"
+    reused = _size_on_disk(folder, cache_file) > 0
+    features = Features(
+        {
+            **dataset.features,
+            CACHED_COLUMNS[0]: Value("large_binary"),
+            CACHED_COLUMNS[1]: Value("large_binary"),
+            CACHED_COLUMNS[2]: Value("int32"),
+            CACHED_COLUMNS[3]: Value("int32"),
+            CACHED_COLUMNS[4]: Value("string"),
+            "error_kind": Value("string"),
+            "convention": Value("string"),
+        }
+    )
+    cached = dataset.map(
+        _resize_example,
+        fn_kwargs={"size": size, "nail_values": nail_values},
+        features=features,
+        cache_file_name=str(cache_file),
+        load_from_cache_file=True,
+        new_fingerprint=fingerprint,
+        writer_batch_size=_WRITER_BATCH_SIZE,
+        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+        desc=f"Shrinking training photos to at most {size} px (once; cached)",
+    )
+    summary = cached.select_columns([CACHED_COLUMNS[4], "error_kind", "convention"]).to_dict()
+    problems, keep = [], []
+    for row, (error, kind) in enumerate(zip(summary["error"], summary["error_kind"], strict=True)):
+        if not error:
+            keep.append(row)
+            continue
+        problems.append(
+            {
+                "kind": kind,
+                "path": image_paths[row] if kind == "unreadable file" else mask_paths[row],
+                "message": error,
+                "fix": "fix or replace the file, or move the pair out of the data folder"
+                if kind == "unreadable file"
+                else "re-export the mask with 0 = background and 255 (or 1) = nail, or pass "
+                "--nail_values",
+            }
+        )
+    conventions = Counter(c for c in summary["convention"] if c)
+    logger.info(
+        "%s resize cache %s (%d pairs at most %d px, %.0f MiB); mask conventions %s",
+        "reusing" if reused else "built",
+        cache_file,
+        len(keep),
+        size,
+        _size_on_disk(folder, cache_file) / 2**20,
+        dict(sorted(conventions.items())),
+    )
+    if problems:
+        cached = cached.select(keep)
+    return cached, problems
+
+
+def _size_on_disk(folder: Path, cache_file: Path) -> int:
+    """Bytes of a cache file, or of its ``num_proc`` shards."""
+    stem = cache_file.stem
+    return sum(p.stat().st_size for p in folder.glob(f"{stem}*.arrow"))
