@@ -5,8 +5,9 @@ transformers 5.x saves SegFormer checkpoints under legacy key names but reloads 
 that silently restores only a handful of tensors (upstream issue #43701). It also multiplies a
 custom loss by the number of processes under DDP when it counts label tokens, and pickles its
 arguments, Hub token included, into every checkpoint and every pushed folder. :class:`NailTrainer`
-reloads checkpoints through ``from_pretrained`` (which converts the names) and checks that every
-tensor arrived, never counts label "tokens", and keeps the Hub token out of its arguments.
+reloads checkpoints through ``from_pretrained`` (which converts the names) and refuses any
+missing, unexpected or mismatched tensor, never counts label "tokens", and keeps the Hub token
+out of its arguments.
 """
 
 from __future__ import annotations
@@ -42,15 +43,34 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str | os.Pat
     """Copy every tensor of a saved checkpoint into ``model``, strictly.
 
     The checkpoint is read with ``from_pretrained`` (safetensors only, local files only), which
-    maps saved key names onto the current module names; ``load_state_dict(strict=True)`` then
-    raises if any tensor is missing or unexpected.
+    maps saved key names onto the current module names. ``from_pretrained`` itself fills a
+    missing tensor with random values and only warns, so its loading report is checked, then
+    ``load_state_dict(strict=True)`` compares names and shapes with ``model``.
 
     Raises:
-        RuntimeError: the checkpoint does not hold exactly the model's tensors.
+        RuntimeError: the checkpoint does not hold exactly the model's tensors (the message
+            lists the missing, unexpected and mismatched ones).
     """
-    reloaded = type(model).from_pretrained(
-        str(checkpoint_dir), use_safetensors=True, local_files_only=True
+    reloaded, info = type(model).from_pretrained(
+        str(checkpoint_dir),
+        use_safetensors=True,
+        local_files_only=True,
+        output_loading_info=True,
+        # Report shape mismatches in `info` (listed below) instead of a message without names.
+        ignore_mismatched_sizes=True,
     )
+    problems = {
+        kind: sorted(map(str, info.get(kind) or ()))
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")
+    }
+    problems = {kind: names for kind, names in problems.items() if names}
+    if problems:
+        raise RuntimeError(
+            f"checkpoint {checkpoint_dir} does not match the model: "
+            + "; ".join(f"{kind.replace('_', ' ')}: {names}" for kind, names in problems.items())
+            + ". It was written by another model or damaged; resume from another checkpoint "
+            "(--resume_from_checkpoint) or start afresh (--overwrite_output_dir)."
+        )
     model.load_state_dict(reloaded.state_dict(), strict=True)
     logger.info("restored %d tensors from %s", len(reloaded.state_dict()), checkpoint_dir)
 
