@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     trainer, datasets = build_trainer(
         model, processor, dataset_dict, data_args, model_args, training_args, card.write
     )
+    card.optimizer_recipe = trainer.optimizer_recipe
     stopper = StopOnSignal()
     trainer.add_callback(stopper)
     try:

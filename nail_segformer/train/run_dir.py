@@ -249,6 +249,7 @@ class CardContext:
     dataset_dict: Any
     data_args: Any = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    optimizer_recipe: Any = None  # trainer.OptimizerRecipe, once the Trainer is built
 
     def write(self, output_dir: str) -> None:
         from nail_segformer.labels import ID2LABEL
@@ -267,6 +268,14 @@ class CardContext:
             "warmup_steps": ta.warmup_steps,
             "lr_scheduler_type": str(getattr(ta.lr_scheduler_type, "value", ta.lr_scheduler_type)),
             "weight_decay": ta.weight_decay,
+            **(
+                {
+                    "head_lr_multiplier": self.optimizer_recipe.head_lr_multiplier,
+                    "no_weight_decay_for": self.optimizer_recipe.no_decay,
+                }
+                if self.optimizer_recipe is not None
+                else {}
+            ),
             "loss": ma.loss,
             "class_weights": ma.class_weights,
             "seed": ta.seed,

@@ -6,8 +6,10 @@ that silently restores only a handful of tensors (upstream issue #43701). It als
 custom loss by the number of processes under DDP when it counts label tokens, and pickles its
 arguments, Hub token included, into every checkpoint and every pushed folder. :class:`NailTrainer`
 reloads checkpoints through ``from_pretrained`` (which converts the names) and refuses any
-missing, unexpected or mismatched tensor, never counts label "tokens", and keeps the Hub token
-out of its arguments.
+missing, unexpected or mismatched tensor, never counts label "tokens", keeps the Hub token out
+of its arguments, and builds SegFormer's fine-tuning parameter groups (decode head at a multiple
+of the learning rate, no weight decay on normalisation layers) through the Trainer's own
+optimizer creation.
 """
 
 from __future__ import annotations
@@ -17,12 +19,22 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
 
-__all__ = ["NailTrainer", "PushError", "StopOnSignal", "load_checkpoint_weights", "push_later_hint"]
+__all__ = [
+    "NO_DECAY_RULES",
+    "NailTrainer",
+    "OptimizerRecipe",
+    "PushError",
+    "StopOnSignal",
+    "load_checkpoint_weights",
+    "optimizer_parameter_groups",
+    "push_later_hint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +87,101 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str | os.Pat
     logger.info("restored %d tensors from %s", len(reloaded.state_dict()), checkpoint_dir)
 
 
+# --------------------------------------------------------------------------- optimizer
+
+# Which parameters get no weight decay:
+# - "norm": SegFormer's recipe (MMSegmentation's `decay_mult=0` for `norm` and `pos_block`):
+#   the weights and biases of every normalisation layer, and position blocks (MiT has none;
+#   matched by name for encoders that do). Every other bias decays, as in that recipe.
+# - "norm_and_bias": the Trainer's own rule (`Trainer.get_decay_parameter_names`): normalisation
+#   layers and every bias.
+# - "none": every parameter decays.
+NO_DECAY_RULES = ("norm", "norm_and_bias", "none")
+_NORM_LAYERS = (
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+)
+# SegformerForSemanticSegmentation's decode head; the rest is the MiT encoder.
+_HEAD_PREFIX = "decode_head."
+
+
+@dataclass(frozen=True)
+class OptimizerRecipe:
+    """How the parameters are grouped for the optimizer.
+
+    Args:
+        head_lr_multiplier: the decode head's learning rate as a multiple of the base rate.
+        no_decay: which parameters get no weight decay, one of :data:`NO_DECAY_RULES`.
+    """
+
+    head_lr_multiplier: float = 1.0
+    no_decay: str = "norm_and_bias"
+
+    def __post_init__(self):
+        if self.no_decay not in NO_DECAY_RULES:
+            raise ValueError(f"no_decay must be one of {NO_DECAY_RULES}, got {self.no_decay!r}")
+        if not self.head_lr_multiplier > 0:
+            raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
+
+
+def _norm_parameter_names(model: torch.nn.Module) -> set[str]:
+    names = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, _NORM_LAYERS):
+            prefix = f"{module_name}." if module_name else ""
+            names.update(prefix + name for name, _ in module.named_parameters(recurse=False))
+    return names
+
+
+def optimizer_parameter_groups(
+    model: torch.nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    recipe: OptimizerRecipe,
+    decay_names: set[str] | None = None,
+) -> list[dict]:
+    """Split the trainable parameters into groups by learning rate and weight decay.
+
+    Args:
+        model: a ``SegformerForSemanticSegmentation`` (the head is ``decode_head.*``).
+        learning_rate: the base learning rate (encoder).
+        weight_decay: the weight decay of the parameters that decay.
+        recipe: head multiplier and no-decay rule.
+        decay_names: for ``recipe.no_decay == "norm_and_bias"``, the names the Trainer decays
+            (``Trainer.get_decay_parameter_names``).
+
+    Returns:
+        Non-empty parameter groups, encoder first (so the Trainer logs the base rate), each
+        with ``params``, ``lr``, ``weight_decay`` and a ``name`` such as ``"head, no decay"``.
+    """
+    if recipe.no_decay == "norm_and_bias" and decay_names is None:
+        raise ValueError("the 'norm_and_bias' rule needs the Trainer's decay_names")
+    norms = _norm_parameter_names(model)
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if recipe.no_decay == "none":
+            decays = True
+        elif recipe.no_decay == "norm":
+            decays = name not in norms and "pos_block" not in name
+        else:
+            decays = name in decay_names
+        groups.setdefault((name.startswith(_HEAD_PREFIX), decays), []).append(param)
+    return [
+        {
+            "params": groups[key],
+            "lr": learning_rate * (recipe.head_lr_multiplier if key[0] else 1.0),
+            "weight_decay": weight_decay if key[1] else 0.0,
+            "name": f"{'head' if key[0] else 'encoder'}, {'decay' if key[1] else 'no decay'}",
+        }
+        for key in sorted(groups)  # encoder before head, then no decay before decay
+        if groups[key]
+    ]
+
+
 class StopOnSignal(TrainerCallback):
     """Turn SIGINT/SIGTERM into "save a checkpoint, then stop" at the end of the current step.
 
@@ -118,6 +225,8 @@ class NailTrainer(Trainer):
     Args:
         card_writer: called with the output folder whenever the Trainer would write its own
             model card (before a push), so the pushed README is this package's card.
+        optimizer_recipe: parameter groups of the optimizer; default: the plain Trainer's (one
+            learning rate, no decay on normalisation layers and biases).
         **kwargs: passed to ``Trainer``.
     """
 
@@ -125,8 +234,15 @@ class NailTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(
-        self, model=None, args=None, *, card_writer: Callable[[str], None] | None = None, **kwargs
+        self,
+        model=None,
+        args=None,
+        *,
+        card_writer: Callable[[str], None] | None = None,
+        optimizer_recipe: OptimizerRecipe | None = None,
+        **kwargs,
     ):
+        self.optimizer_recipe = optimizer_recipe or OptimizerRecipe()
         if args is not None and args.hub_token:
             # The Trainer pickles `args` into training_args.bin in every checkpoint and pushed
             # folder. huggingface_hub reads HF_TOKEN when it needs a token, so the token lives
@@ -151,6 +267,51 @@ class NailTrainer(Trainer):
                 push_later_hint(self.args.hub_model_id, self.args.output_dir),
             )
         self.push_error = f"{type(err).__name__}: {err}"
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer (``--optim``), over :func:`optimizer_parameter_groups`."""
+        from transformers.trainer_optimizer import has_mixed_dtensor, is_optimizer_factory
+        from transformers.utils import is_sagemaker_mp_enabled
+
+        opt_model = self.model if model is None else model
+        if self.optimizer is not None:
+            return self.optimizer
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(
+                self.args, opt_model
+            )
+        if (
+            is_optimizer_factory(optimizer_cls)
+            or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
+            or is_sagemaker_mp_enabled()
+            or has_mixed_dtensor(opt_model.parameters())
+        ):
+            # Optimizers that build their own groups (GaLore, LOMO, layer-wise, Muon...), or
+            # parameters sharded over several device meshes, which the Trainer splits itself.
+            logger.warning(
+                "this optimizer set-up (--optim %s) builds its own parameter groups: the decode "
+                "head learning-rate multiplier and the no-decay rule are not applied",
+                self.args.optim,
+            )
+            return super().create_optimizer(model)
+        recipe = self.optimizer_recipe
+        decay_names = set(self.get_decay_parameter_names(opt_model))
+        groups = optimizer_parameter_groups(
+            opt_model, self.args.learning_rate, self.args.weight_decay, recipe, decay_names
+        )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        logger.info(
+            "optimizer %s: %s",
+            optimizer_cls.__name__,
+            "; ".join(
+                f"{g['name']}: {sum(p.numel() for p in g['params']):,} parameters at lr "
+                f"{g['lr']:g}, weight decay {g['weight_decay']:g}"
+                for g in groups
+            ),
+        )
+        return self.optimizer
 
     def init_hf_repo(self, token=None, private=None):
         try:
