@@ -115,6 +115,8 @@ def test_model_argument_validation(kwargs, match):
     "flags,match",
     [
         (["--head_lr_multiplier", "0"], "--head_lr_multiplier"),
+        (["--hub_strategy", "checkpoint"], "--hub_strategy"),
+        (["--hub_strategy", "all_checkpoints"], "--hub_strategy"),
     ],
 )
 def test_training_argument_validation(flags, match):

@@ -24,6 +24,10 @@ from nail_segformer.train.trainer import NO_DECAY_RULES
 __all__ = ["DataArguments", "ModelArguments", "NailTrainingArguments", "parse_args"]
 
 
+# Hub strategies that push checkpoint folders (optimizer, RNG state, training_args.bin).
+_UNPUBLISHABLE_HUB_STRATEGIES = ("checkpoint", "all_checkpoints")
+
+
 def _cuda_available() -> bool:
     import torch
 
@@ -298,6 +302,12 @@ class NailTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"--no_weight_decay_for must be one of {NO_DECAY_RULES}, got "
                 f"{self.no_weight_decay_for!r}"
+            )
+        if getattr(self.hub_strategy, "value", self.hub_strategy) in _UNPUBLISHABLE_HUB_STRATEGIES:
+            raise ValueError(
+                f"--hub_strategy {self.hub_strategy} would publish whole checkpoint folders, "
+                "whose training_args.bin holds local paths; use 'every_save' (the default) or "
+                "'end', and resume from the local output folder"
             )
         super().__post_init__()
 

@@ -36,6 +36,7 @@ __all__ = [
     "RunDirError",
     "RunLock",
     "CardContext",
+    "hub_base_model",
     "is_complete_checkpoint",
     "find_last_checkpoint",
     "prepare_output_dir",
@@ -240,6 +241,25 @@ def _decide(output_dir: Path, training_args) -> str | None:
     )
 
 
+def hub_base_model(model_name_or_path: str) -> str | None:
+    """``model_name_or_path`` if it names a Hub repo, ``None`` for a local folder.
+
+    The Hub rejects a card whose ``base_model`` is not a model id, and a local path would
+    publish the user's folder layout.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from nail_segformer.model import is_local_path
+
+    if is_local_path(model_name_or_path):
+        return None
+    try:
+        validate_repo_id(model_name_or_path)
+    except HFValidationError:
+        return None
+    return model_name_or_path
+
+
 @dataclass
 class CardContext:
     """What the model card needs, gathered during a run; ``write`` renders it to a folder."""
@@ -287,7 +307,7 @@ class CardContext:
         write_model_card(
             output_dir,
             model_id=ta.hub_model_id or Path(ta.output_dir).name,
-            base_model=None if ma.from_scratch_preset else ma.model_name_or_path,
+            base_model=None if ma.from_scratch_preset else hub_base_model(ma.model_name_or_path),
             preset=ma.from_scratch_preset,
             id2label=ID2LABEL,
             metrics=self.metrics,

@@ -3,17 +3,19 @@
 transformers 5.x saves SegFormer checkpoints under legacy key names but reloads them, on
 ``resume_from_checkpoint`` and ``load_best_model_at_end``, with a non-strict ``load_state_dict``
 that silently restores only a handful of tensors (upstream issue #43701). It also multiplies a
-custom loss by the number of processes under DDP when it counts label tokens, and pickles its
-arguments, Hub token included, into every checkpoint and every pushed folder. :class:`NailTrainer`
-reloads checkpoints through ``from_pretrained`` (which converts the names) and refuses any
-missing, unexpected or mismatched tensor, never counts label "tokens", keeps the Hub token out
-of its arguments, and builds SegFormer's fine-tuning parameter groups (decode head at a multiple
-of the learning rate, no weight decay on normalisation layers) through the Trainer's own
-optimizer creation.
+custom loss by the number of processes under DDP when it counts label tokens, pickles its
+arguments, Hub token included, into every checkpoint, and pushes everything at the top of the
+output folder, local paths and the user's file names included. :class:`NailTrainer` reloads
+checkpoints through ``from_pretrained`` (which converts the names) and refuses any missing,
+unexpected or mismatched tensor, never counts label "tokens", keeps the Hub token out of its
+arguments, pushes only :data:`PUBLISHED_FILES`, and builds SegFormer's fine-tuning parameter
+groups (decode head at a multiple of the learning rate, no weight decay on normalisation
+layers) through the Trainer's own optimizer creation.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import shutil
@@ -27,6 +29,7 @@ from transformers import Trainer, TrainerCallback
 
 __all__ = [
     "NO_DECAY_RULES",
+    "PUBLISHED_FILES",
     "NailTrainer",
     "OptimizerRecipe",
     "PushError",
@@ -44,11 +47,33 @@ class PushError(RuntimeError):
     """A push to the Hub failed; every local file is still in place."""
 
 
+# What a push publishes, from the top of the output folder: the model, its processor, the card
+# and the metrics. Everything else stays local: run_args.json and training_args.bin hold local
+# paths, split_manifest.csv and bad_pairs.json the user's file names, trainer_state.json the
+# best checkpoint's local path.
+PUBLISHED_FILES = (
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+    "preprocessor_config.json",
+    "README.md",
+    "all_results.json",
+    "train_results.json",
+    "validation_results.json",
+    "test_results.json",
+)
+
+
 def push_later_hint(repo_id: str | None, output_dir: str) -> str:
-    """The command that pushes a finished run folder by hand."""
-    return (
-        f"hf upload {repo_id or '<user>/<repo>'} {output_dir} . "
-        '--exclude "checkpoint-*" --exclude "_*"'
+    """The command that pushes a finished run folder by hand (the same files as a push)."""
+    includes = " ".join(f'--include "{pattern}"' for pattern in PUBLISHED_FILES)
+    return f"hf upload {repo_id or '<user>/<repo>'} {output_dir} . {includes}"
+
+
+def _published(relative_path: str) -> bool:
+    return "/" not in relative_path and any(
+        fnmatch.fnmatchcase(relative_path, pattern) for pattern in PUBLISHED_FILES
     )
 
 
@@ -364,13 +389,57 @@ class NailTrainer(Trainer):
         except Exception as err:  # noqa: BLE001 - any Hub failure must not stop training
             self._push_failed(err)
 
+    def _upload(self, commit_message: str, blocking: bool, revision: str | None = None):
+        """Upload :data:`PUBLISHED_FILES` from the output folder, and nothing else."""
+        from transformers.utils.hub import hf_api
+
+        folder = Path(self.args.output_dir)
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and _published(p.name))
+        return hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=str(folder),
+            commit_message=commit_message,
+            token=self.args.hub_token,
+            run_as_future=not blocking,
+            allow_patterns=names,
+            revision=revision or self.args.hub_revision,
+        )
+
     def _push_from_checkpoint(self, checkpoint_folder):
-        if self.push_error is not None:
+        # The Trainer's version uploads the whole output folder; this one, the published files.
+        from transformers.trainer_utils import SaveStrategy
+        from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
+
+        if self.push_error is not None or not self.is_world_process_zero():
+            return
+        if not self.args.hub_always_push and not (
+            self.push_in_progress is None or self.push_in_progress.is_done()
+        ):
             return
         try:
-            super()._push_from_checkpoint(checkpoint_folder)
+            self.callback_handler.on_push_begin(self.args, self.state, self.control)
+            for name in (CONFIG_NAME, SAFE_WEIGHTS_NAME):
+                if os.path.isfile(os.path.join(checkpoint_folder, name)):
+                    shutil.copy(
+                        os.path.join(checkpoint_folder, name),
+                        os.path.join(self.args.output_dir, name),
+                    )
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(self.args.output_dir)
+            if self.args.save_strategy == SaveStrategy.STEPS:
+                message = f"Training in progress, step {self.state.global_step}"
+            else:
+                message = f"Training in progress, epoch {int(self.state.epoch)}"
+            job = self._upload(message, blocking=False)
         except Exception as err:  # noqa: BLE001
             self._push_failed(err)
+            return
+        from transformers.utils.hub import PushInProgress
+
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            self.push_in_progress.jobs.append(job)
 
     def _finish_current_push(self):
         try:
@@ -380,11 +449,34 @@ class NailTrainer(Trainer):
         finally:
             self.push_in_progress = None
 
-    def push_to_hub(self, *args, **kwargs):
-        """Push the final model; raise :class:`PushError` (files kept) if it fails."""
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Push the final model, processor, card and metrics (:data:`PUBLISHED_FILES`).
+
+        Raises:
+            PushError: the push failed; every local file is kept.
+        """
+        if token is not None:
+            os.environ["HF_TOKEN"] = token  # as in __init__: never into self.args
         if self.push_error is None:
             try:
-                return super().push_to_hub(*args, **kwargs)
+                self.callback_handler.on_push_begin(self.args, self.state, self.control)
+                if self.hub_model_id is None:
+                    self.init_hf_repo(private=private)
+                self.save_model(_internal_call=True)
+                if not self.is_world_process_zero():
+                    return None
+                self.create_model_card(**kwargs)
+                self._finish_current_push()
+                if self.push_error is None:
+                    return self._upload(commit_message, blocking, revision)
             except Exception as err:  # noqa: BLE001
                 self._push_failed(err)
         raise PushError(
