@@ -150,6 +150,21 @@ def test_from_scratch_presets_keep_the_trainer_groups():
     assert (demo.head_lr_multiplier, demo.no_decay) == (1.0, "norm_and_bias")
 
 
+def test_gpu_config_fine_tunes_b4_with_the_paper_recipe_and_batch():
+    from nail_segformer.train.build import optimizer_recipe
+    from nail_segformer.train.pipeline import effective_batch_size
+    from nail_segformer.train.trainer import OptimizerRecipe
+
+    config = REPO_ROOT / "configs" / "b4-gpu.yaml"
+    data_args, model_args, training_args = train.parse_args([str(config), "--use_cpu", "true"])
+    assert model_args.model_name_or_path == "nvidia/segformer-b4-finetuned-ade-512-512"
+    assert model_args.from_scratch_preset is None and data_args.image_size == 512
+    assert training_args.bf16 is True
+    assert effective_batch_size(training_args) == 16  # the paper's 2 per GPU x 8 GPUs
+    assert optimizer_recipe(model_args, training_args) == OptimizerRecipe(10.0, "norm")
+    assert training_args.dataloader_num_workers == 8
+
+
 def test_recipe_flags_override_the_defaults():
     recipe = _recipe("--head_lr_multiplier", "3", "--no_weight_decay_for", "none")
     assert (recipe.head_lr_multiplier, recipe.no_decay) == (3.0, "none")

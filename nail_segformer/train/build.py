@@ -166,7 +166,9 @@ def optimizer_recipe(model_args: ModelArguments, training_args):
     multiplier = training_args.head_lr_multiplier
     no_decay = training_args.no_weight_decay_for
     return OptimizerRecipe(
-        head_lr_multiplier=defaults["head_lr_multiplier"] if multiplier is None else multiplier,
+        head_lr_multiplier=float(
+            defaults["head_lr_multiplier"] if multiplier is None else multiplier
+        ),
         no_decay=defaults["no_decay"] if no_decay is None else no_decay,
     )
 
