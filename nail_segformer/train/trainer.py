@@ -179,12 +179,16 @@ def optimizer_parameter_groups(
             (``Trainer.get_decay_parameter_names``).
 
     Returns:
-        Non-empty parameter groups, encoder first (so the Trainer logs the base rate), each
-        with ``params``, ``lr``, ``weight_decay`` and a ``name`` such as ``"head, no decay"``.
+        Non-empty parameter groups, each with ``params``, ``lr``, ``weight_decay`` and a
+        ``name`` such as ``"head, no decay"``: the encoder's first (so the Trainer logs the base
+        rate), decaying before non-decaying as in the Trainer. With a multiplier of 1 the head
+        is not split off, so the ``norm_and_bias`` rule gives exactly the Trainer's own two
+        groups, and checkpoints of runs that used them resume.
     """
     if recipe.no_decay == "norm_and_bias" and decay_names is None:
         raise ValueError("the 'norm_and_bias' rule needs the Trainer's decay_names")
     norms = _norm_parameter_names(model)
+    split_head = recipe.head_lr_multiplier != 1.0
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -195,16 +199,17 @@ def optimizer_parameter_groups(
             decays = name not in norms and "pos_block" not in name
         else:
             decays = name in decay_names
-        groups.setdefault((name.startswith(_HEAD_PREFIX), decays), []).append(param)
+        head = split_head and name.startswith(_HEAD_PREFIX)
+        groups.setdefault((head, not decays), []).append(param)
+    part = {(False, False): "all", (False, True): "encoder", (True, True): "head"}
     return [
         {
             "params": groups[key],
             "lr": learning_rate * (recipe.head_lr_multiplier if key[0] else 1.0),
-            "weight_decay": weight_decay if key[1] else 0.0,
-            "name": f"{'head' if key[0] else 'encoder'}, {'decay' if key[1] else 'no decay'}",
+            "weight_decay": 0.0 if key[1] else weight_decay,
+            "name": f"{part[key[0], split_head]}, {'no decay' if key[1] else 'decay'}",
         }
-        for key in sorted(groups)  # encoder before head, then no decay before decay
-        if groups[key]
+        for key in sorted(groups)  # encoder before head, then decay before no decay
     ]
 
 
