@@ -152,15 +152,6 @@ class OptimizerRecipe:
             raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
 
 
-def _norm_parameter_names(model: torch.nn.Module) -> set[str]:
-    names = set()
-    for module_name, module in model.named_modules():
-        if isinstance(module, _NORM_LAYERS):
-            prefix = f"{module_name}." if module_name else ""
-            names.update(prefix + name for name, _ in module.named_parameters(recurse=False))
-    return names
-
-
 def optimizer_parameter_groups(
     model: torch.nn.Module,
     learning_rate: float,
@@ -176,7 +167,7 @@ def optimizer_parameter_groups(
         weight_decay: the weight decay of the parameters that decay.
         recipe: head multiplier and no-decay rule.
         decay_names: for ``recipe.no_decay == "norm_and_bias"``, the names the Trainer decays
-            (``Trainer.get_decay_parameter_names``).
+            (``Trainer.get_decay_parameter_names``); ignored by the other rules.
 
     Returns:
         Non-empty parameter groups, each with ``params``, ``lr``, ``weight_decay`` and a
@@ -185,20 +176,20 @@ def optimizer_parameter_groups(
         is not split off, so the ``norm_and_bias`` rule gives exactly the Trainer's own two
         groups, and checkpoints of runs that used them resume.
     """
-    if recipe.no_decay == "norm_and_bias" and decay_names is None:
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    if recipe.no_decay == "norm":
+        # The Trainer's own helper: every parameter outside normalisation layers and position
+        # blocks.
+        decay_names = set(get_parameter_names(model, _NORM_LAYERS, [r"pos_block"]))
+    elif recipe.no_decay == "norm_and_bias" and decay_names is None:
         raise ValueError("the 'norm_and_bias' rule needs the Trainer's decay_names")
-    norms = _norm_parameter_names(model)
     split_head = recipe.head_lr_multiplier != 1.0
     groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if recipe.no_decay == "none":
-            decays = True
-        elif recipe.no_decay == "norm":
-            decays = name not in norms and "pos_block" not in name
-        else:
-            decays = name in decay_names
+        decays = recipe.no_decay == "none" or name in decay_names
         head = split_head and name.startswith(_HEAD_PREFIX)
         groups.setdefault((head, not decays), []).append(param)
     part = {(False, False): "all", (False, True): "encoder", (True, True): "head"}
