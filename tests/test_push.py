@@ -395,3 +395,34 @@ def test_card_names_a_hub_base_model_and_never_a_local_one(tmp_path, local):
     assert str(tmp_path) not in str(card)
     with HubStub(models=("nvidia/mit-b0",)) as hub:
         assert _validate_card(hub, str(card)) == 200
+
+
+@pytest.mark.parametrize("strategy", ["end", "every_save"])
+def test_checkpoint_push_follows_the_hub_strategy(tmp_path, monkeypatch, strategy):
+    from concurrent.futures import Future
+
+    from nail_segformer.model import build_model
+    from nail_segformer.train import parse_args
+    from nail_segformer.train.trainer import NailTrainer
+
+    uploads = []
+
+    def upload(self, message, blocking, revision=None):
+        uploads.append(message)
+        done = Future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(NailTrainer, "init_hf_repo", lambda self, token=None, private=None: None)
+    monkeypatch.setattr(NailTrainer, "_upload", upload)
+    _, _, args = parse_args(
+        ["--data_root", "d", "--output_dir", str(tmp_path / "run"), "--use_cpu", "true"]
+        + ["--eval_strategy", "no", "--save_strategy", "epoch", "--load_best_model_at_end", "false"]
+        + ["--push_to_hub", "true", "--hub_model_id", "me/nails", "--hub_strategy", strategy]
+    )
+    trainer = NailTrainer(model=build_model("tiny", seed=0), args=args)
+    trainer.push_in_progress = None  # what the stubbed init_hf_repo would have set
+    trainer.model.save_pretrained(tmp_path / "run" / "checkpoint-3")
+    trainer.state.epoch = 1.0
+    trainer._push_from_checkpoint(str(tmp_path / "run" / "checkpoint-3"))
+    assert uploads == ([] if strategy == "end" else ["Training in progress, epoch 1"])

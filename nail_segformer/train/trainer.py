@@ -403,10 +403,14 @@ class NailTrainer(Trainer):
 
     def _push_from_checkpoint(self, checkpoint_folder):
         # The Trainer's version uploads the whole output folder; this one, the published files.
-        from transformers.trainer_utils import SaveStrategy
+        from transformers.trainer_utils import HubStrategy, SaveStrategy
         from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
 
-        if self.push_error is not None or not self.is_world_process_zero():
+        if (
+            self.push_error is not None
+            or not self.is_world_process_zero()
+            or self.args.hub_strategy == HubStrategy.END
+        ):
             return
         if not self.args.hub_always_push and not (
             self.push_in_progress is None or self.push_in_progress.is_done()
