@@ -7,17 +7,18 @@ Two ways in:
 - train from scratch from one of :data:`MODEL_PRESETS` (the MiT-b0..b5 sizes of the SegFormer
   paper, and ``tiny`` for tests).
 
-Weights are only ever read from safetensors files and no remote code is run.
+What is read: ``model.safetensors`` when the checkpoint has it, otherwise ``pytorch_model.bin``
+through torch's ``weights_only`` unpickler, which rebuilds tensors and plain containers and refuses
+any other object, so a pickled payload cannot run code. Remote code (``trust_remote_code``) is
+never run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from nail_segformer.labels import ID2LABEL, IGNORE_INDEX
 
@@ -127,17 +128,27 @@ def _hub_is_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
-    """One TCP connection attempt to the Hub endpoint, instead of the clients' minutes of retries."""
-    from huggingface_hub import constants
+# Answers that come from a proxy or gateway in front of the Hub, not from the Hub itself.
+_PROXY_FAILURES = {407, 502, 503, 504}
 
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
+
+def _hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
+    """One request to the Hub endpoint, instead of the clients' minutes of retries.
+
+    It goes through ``huggingface_hub``'s own HTTP client, so it takes the way every download
+    takes: ``HF_ENDPOINT``, ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` and whatever client
+    ``huggingface_hub.set_client_factory`` installed (a company proxy, custom certificates).
+    """
+    from huggingface_hub import constants, get_session
+
     try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
+        response = get_session().head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)
+    # Refused, DNS, TLS, timeout, proxy refused: the client's exception classes are httpx's in
+    # huggingface_hub 1.x and httpx2's in 2.x, so catch them all.
+    except Exception as err:  # noqa: BLE001
+        logger.debug("Hub probe %s failed: %s", constants.ENDPOINT, err)
         return False
+    return response.status_code not in _PROXY_FAILURES
 
 
 def hub_loading_kwargs(
@@ -235,12 +246,18 @@ def load_model(
         logger.warning(NVIDIA_LICENSE_NOTE)
     return SegformerForSemanticSegmentation.from_pretrained(
         str(name_or_path),
-        num_labels=len(id2label),
+        # The label count follows id2label; num_labels as well would be checked against the
+        # checkpoint's own 150 ADE20k labels first, with a misleading warning.
         id2label=id2label,
         label2id={name: idx for idx, name in id2label.items()},
         semantic_loss_ignore_index=IGNORE_INDEX,
         ignore_mismatched_sizes=True,
-        use_safetensors=True,
+        # None: model.safetensors when the repo (or the cache) has it, else pytorch_model.bin.
+        # True would refuse a repo, or a cache filled by an older transformers, that holds only
+        # the .bin; offline (or off "main") transformers cannot convert it either.
+        use_safetensors=None,
+        # A .bin is read by torch's restricted unpickler: tensors and plain containers only.
+        weights_only=True,
         trust_remote_code=False,
         **kwargs,
     )

@@ -19,10 +19,12 @@ batch 2 on each of 2 processes here. Each launch takes 15-40 s on 2 busy CPU cor
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -325,3 +327,116 @@ def test_torchrun_without_use_cpu_stops_before_writing(synthetic_root, tmp_path)
     assert proc.returncode != 0
     assert "add --use_cpu true" in proc.stderr
     assert not output_dir.exists()
+
+
+# --------------------------------------------------------------------------- pre-emption
+
+
+def test_a_signal_another_process_received_stops_this_one(monkeypatch):
+    from transformers import TrainerControl
+
+    from nail_segformer.train import trainer as trainer_lib
+
+    agreed = {"signal": None}  # what the all-reduce over the other processes would return
+    monkeypatch.setattr(trainer_lib, "agree_on_stop", lambda local, device: agreed["signal"])
+    stopper = trainer_lib.StopOnSignal(signals=())
+    args, control = type("Args", (), {"device": "cpu"})(), TrainerControl()
+    stopper.on_step_end(args, None, control)
+    assert (control.should_save, control.should_training_stop) == (False, False)
+    agreed["signal"] = signal.SIGTERM  # another process received SIGTERM; this one did not
+    stopper.on_step_end(args, None, control)
+    assert stopper.received is None and stopper.stop_signal == signal.SIGTERM
+    assert (control.should_save, control.should_training_stop) == (True, True)
+
+
+def test_one_process_receiving_sigterm_stops_every_process_at_the_same_step():
+    from support.stop_agreement import run
+
+    seen = run(received_by=1)
+    assert set(seen) == {0, 1}
+    for rank, (before, after) in seen.items():
+        assert before == (None, False, False), rank
+        assert after == (signal.SIGTERM, True, True), rank
+
+
+def _start_rank(rank: int, port: int, argv: list[str], log: Path) -> subprocess.Popen:
+    """One process of a 2-process job, started with the variables torchrun would set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_TOKEN", "HF_ENDPOINT"))}
+    env.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_WORLD_SIZE="2",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        NO_ALBUMENTATIONS_UPDATE="1",
+        HF_HUB_OFFLINE="1",
+    )
+    return subprocess.Popen(
+        [sys.executable, "run_finetune.py", *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _run_two(argv: list[str], logs: Path, signal_rank: int | None = None) -> list[int]:
+    """Run both ranks; with ``signal_rank``, SIGTERM that rank alone once training is under way."""
+    port = _free_port()
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = [_start_rank(rank, port, argv, logs / f"rank{rank}.log") for rank in (0, 1)]
+    try:
+        if signal_rank is not None:
+            deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+            # Rank 0 logs the loss of every step (--logging_steps 1): training is under way.
+            while "'loss'" not in (logs / "rank0.log").read_text():
+                assert all(p.poll() is None for p in procs), "a rank ended before training"
+                assert time.monotonic() < deadline, "training did not start"
+                time.sleep(0.05)
+            procs[signal_rank].send_signal(signal.SIGTERM)
+        return [p.wait(timeout=LAUNCH_TIMEOUT_S) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+# Two 2-process runs, 30-80 s on 2 busy cores; the agreement itself is tested above, fast.
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_saves_one_checkpoint_then_resumes(
+    synthetic_root, tmp_path
+):
+    # No periodic checkpoints: the one found was written because of the signal.
+    run = tmp_path / "run"
+    argv = tiny_run_argv(
+        synthetic_root,
+        run,
+        "--per_device_train_batch_size", "2",
+        "--num_train_epochs", "200",
+        "--save_strategy", "no",
+        "--eval_strategy", "no",
+        "--load_best_model_at_end", "false",
+    )  # fmt: skip
+    codes = _run_two(argv, tmp_path / "logs", signal_rank=1)
+    logs = [(tmp_path / "logs" / f"rank{r}.log").read_text() for r in (0, 1)]
+    assert codes == [128 + signal.SIGTERM] * 2, "\n".join(log[-3000:] for log in logs)
+    checkpoints = sorted(run.glob("checkpoint-*"))
+    assert len(checkpoints) == 1, checkpoints
+    checkpoint = checkpoints[0]
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    assert checkpoint.name == f"checkpoint-{step}" and step > 0
+    # Each process wrote its own random state into the same checkpoint.
+    assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
+    for log in logs:
+        assert f"stopped by SIGTERM at step {step}" in log
+    assert "another process received SIGTERM" in logs[0]
+
+    resume = [*argv, "--max_steps", str(step + 1)]
+    codes = _run_two(resume, tmp_path / "logs-resumed")
+    resumed = (tmp_path / "logs-resumed" / "rank0.log").read_text()
+    assert codes == [0, 0], resumed[-3000:]
+    assert f"resuming from {checkpoint}" in resumed

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.hub_checkpoints import write_ade_checkpoint
 from support.hub_stub import HubStub
 from support.runs import tiny_run_argv
 
@@ -23,30 +24,25 @@ REPO_ID = "tester/nails"
 EPOCHS = 2  # tiny_run_argv's --num_train_epochs
 FINAL_MESSAGE = "nail_segformer: final model"  # train.main's push_to_hub commit message
 
-# What a user needs to load the model, README.md being this package's card.
+# What a push publishes: what a user needs to load the model (README.md being this package's
+# card), and the metrics.
 MODEL_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
-# What else the final push carries: everything at the top of output_dir (Trainer.push_to_hub
-# ignores "_*" and "checkpoint-*").
-RUN_FILES = {
-    "training_args.bin",  # Trainer.save_model
-    "trainer_state.json",  # trainer.save_state()
+METRIC_FILES = {
     "train_results.json",  # trainer.save_metrics("train"), then one per evaluated split
     "validation_results.json",
     "test_results.json",
     "all_results.json",  # save_metrics merges every split here
-    "run_args.json",  # train.save_run_args, at start
-    "split_manifest.csv",  # train.load_data, at start
 }
-# Trainer._push_from_checkpoint copies config and weights from checkpoint-N into output_dir and
-# re-saves the processor and the arguments, then pushes output_dir: no card or metrics yet.
-CHECKPOINT_PUSH_FILES = {
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "training_args.bin",
-    "run_args.json",
-    "split_manifest.csv",
+# What stays in the output folder only: local paths and the user's file names.
+LOCAL_ONLY_FILES = {
+    "training_args.bin",  # Trainer.save_model: the arguments, output_dir included
+    "trainer_state.json",  # trainer.save_state(): best_model_checkpoint is a local path
+    "run_args.json",  # train.save_run_args: data_root, output_dir
+    "split_manifest.csv",  # train.load_data: every photo's file name
 }
+# NailTrainer._push_from_checkpoint copies config and weights from checkpoint-N into output_dir
+# and re-saves the processor, then pushes those: no card or metrics yet.
+CHECKPOINT_PUSH_FILES = {"config.json", "model.safetensors", "preprocessor_config.json"}
 # The commits of one run, in order: one per epoch, then the evaluated final model.
 EXPECTED_COMMITS = [
     *(f"Training in progress, epoch {epoch}" for epoch in range(1, EPOCHS + 1)),
@@ -108,17 +104,29 @@ class PushedRun:
     hf_home: Path
     stdout: str
     stderr: str
+    root: Path  # every local path of the run is under it
+    data_root: Path
 
     def final_files(self) -> dict[str, bytes]:
         return self.hub.commits_to(REPO_ID)[-1].files
 
 
+def _fine_tune_argv(checkpoint: Path, *argv: str) -> list[str]:
+    """tiny_run_argv fine-tuning a local checkpoint folder instead of training from scratch."""
+    argv = list(argv)
+    at = argv.index("--from_scratch_preset")
+    argv[at : at + 2] = ["--model_name_or_path", str(checkpoint)]
+    return argv
+
+
 @pytest.fixture(scope="module")
 def pushed_run(synthetic_root, tmp_path_factory):
-    """A tiny 2-epoch run with --push_to_hub against a HubStub that expects a planted token."""
+    """A 2-epoch run fine-tuning a local checkpoint folder (shaped like the Hub's ADE20k
+    checkpoints, small) with --push_to_hub against a HubStub that expects a planted token."""
     token = _planted_token()
     root = tmp_path_factory.mktemp("push")
     output_dir, hf_home = root / "out", root / "hf_home"
+    checkpoint = write_ade_checkpoint(root / "my-checkpoint")
     argv = tiny_run_argv(
         synthetic_root,
         output_dir,
@@ -135,6 +143,7 @@ def pushed_run(synthetic_root, tmp_path_factory):
         "--hub_always_push",
         "true",
     )
+    argv = _fine_tune_argv(checkpoint, *argv)
     with HubStub(expected_token=token) as hub:
         proc = subprocess.Popen(
             [sys.executable, "run_finetune.py", *argv],
@@ -154,7 +163,7 @@ def pushed_run(synthetic_root, tmp_path_factory):
                 proc.kill()
                 proc.communicate()
         assert proc.returncode == 0, f"training failed:\n{stdout[-3000:]}\n{stderr[-6000:]}"
-        yield PushedRun(hub, token, output_dir, hf_home, stdout, stderr)
+        yield PushedRun(hub, token, output_dir, hf_home, stdout, stderr, root, synthetic_root)
 
 
 def test_push_creates_the_named_repo(pushed_run):
@@ -175,16 +184,41 @@ def test_checkpoint_pushes_carry_a_loadable_model(pushed_run):
         assert set(commit.files) == CHECKPOINT_PUSH_FILES, commit.summary
 
 
-def test_final_commit_holds_exactly_the_model_and_run_files(pushed_run):
+def test_final_commit_holds_exactly_the_model_card_and_metrics(pushed_run):
     final = pushed_run.final_files()
-    assert set(final) == MODEL_FILES | RUN_FILES
-    local = {
-        p.name: p.read_bytes()
-        for p in pushed_run.output_dir.iterdir()
-        if p.is_file() and not p.name.startswith("_")
-    }
-    assert final == local  # the push is the output folder, byte for byte
+    assert set(final) == MODEL_FILES | METRIC_FILES
+    for name, data in final.items():
+        assert (pushed_run.output_dir / name).read_bytes() == data, name
     assert pushed_run.hub.tree(REPO_ID) == final  # no earlier commit left another file behind
+
+
+def test_run_files_with_local_paths_stay_local(pushed_run):
+    local = {p.name for p in pushed_run.output_dir.iterdir() if p.is_file()}
+    assert LOCAL_ONLY_FILES <= local
+    pushed = {path for c in pushed_run.hub.commits_to(REPO_ID) for path in c.files}
+    assert not pushed & LOCAL_ONLY_FILES
+
+
+def test_no_pushed_file_holds_a_local_path_or_a_photo_name(pushed_run):
+    photos = sorted((pushed_run.data_root / "Images").rglob("*.jpg"))
+    secrets_ = [str(pushed_run.root), str(pushed_run.data_root), *(p.stem for p in photos)]
+    assert len(photos) > 10
+    for commit in pushed_run.hub.commits_to(REPO_ID):
+        for path, data in commit.files.items():
+            found = [s for s in secrets_ if s.encode() in data]
+            assert found == [], (commit.summary, path, found[:3])
+    # The check can see them: the local-only files hold both.
+    manifest = (pushed_run.output_dir / "split_manifest.csv").read_text()
+    assert photos[0].stem in manifest
+    assert str(pushed_run.root) in (pushed_run.output_dir / "run_args.json").read_text()
+
+
+def test_card_of_a_local_checkpoint_names_no_base_model(pushed_run):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(pushed_run.final_files()["README.md"].decode())
+    assert card.data.base_model is None
+    assert "a fine-tuned version of a local SegFormer checkpoint" in card.text
 
 
 def test_no_checkpoint_folder_is_pushed(pushed_run):
@@ -307,3 +341,88 @@ def test_stub_serves_both_upload_paths(tmp_path, disable_xet):
     assert proc.stdout.strip() == commit.oid
     assert (commit.repo_id, commit.summary, commit.files) == ("tester/plain", "up", files)
     assert hub.unknown_requests == []
+
+
+def _validate_card(hub: HubStub, content: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{hub.url}/api/validate-yaml",
+        data=json.dumps({"content": content, "repoType": "model"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+@pytest.mark.parametrize(
+    "base_model,status",
+    [
+        ("nvidia/segformer-b4-finetuned-ade-512-512", 200),
+        ("/home/me/checkpoints/segformer", 400),  # a local path
+        ("./my-checkpoint", 400),
+        ("someone/not-on-this-hub", 400),  # a repo id, but no such model
+    ],
+)
+def test_stub_checks_card_metadata_like_the_hub(base_model, status):
+    with HubStub(models=("nvidia/segformer-b4-finetuned-ade-512-512",)) as hub:
+        content = f"---\nbase_model: {base_model}\nlibrary_name: transformers\n---\n# card\n"
+        assert _validate_card(hub, content) == status
+        broken_index = "---\nmodel-index:\n- results: 3\n---\n# card\n"
+        assert _validate_card(hub, broken_index) == 400  # what ModelCardData refuses
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_card_names_a_hub_base_model_and_never_a_local_one(tmp_path, local):
+    from nail_segformer.train.card import render_model_card
+    from nail_segformer.train.run_dir import hub_base_model
+
+    name = str(write_ade_checkpoint(tmp_path / "ckpt")) if local else "nvidia/mit-b0"
+    card = render_model_card(
+        model_id="me/nails",
+        base_model=hub_base_model(name),
+        preset=None,
+        id2label={0: "background", 1: "nail"},
+        metrics={},
+        data_summary={},
+        hyperparameters={},
+    )
+    assert card.data.base_model == (None if local else "nvidia/mit-b0")
+    assert str(tmp_path) not in str(card)
+    with HubStub(models=("nvidia/mit-b0",)) as hub:
+        assert _validate_card(hub, str(card)) == 200
+
+
+@pytest.mark.parametrize("strategy", ["end", "every_save"])
+def test_checkpoint_push_follows_the_hub_strategy(tmp_path, monkeypatch, strategy):
+    from concurrent.futures import Future
+
+    from nail_segformer.model import build_model
+    from nail_segformer.train import parse_args
+    from nail_segformer.train.trainer import NailTrainer
+
+    uploads = []
+
+    def upload(self, message, blocking, revision=None):
+        uploads.append(message)
+        done = Future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(NailTrainer, "init_hf_repo", lambda self, token=None, private=None: None)
+    monkeypatch.setattr(NailTrainer, "_upload", upload)
+    _, _, args = parse_args(
+        ["--data_root", "d", "--output_dir", str(tmp_path / "run"), "--use_cpu", "true"]
+        + ["--eval_strategy", "no", "--save_strategy", "epoch", "--load_best_model_at_end", "false"]
+        + ["--push_to_hub", "true", "--hub_model_id", "me/nails", "--hub_strategy", strategy]
+    )
+    trainer = NailTrainer(model=build_model("tiny", seed=0), args=args)
+    trainer.push_in_progress = None  # what the stubbed init_hf_repo would have set
+    trainer.model.save_pretrained(tmp_path / "run" / "checkpoint-3")
+    trainer.state.epoch = 1.0
+    trainer._push_from_checkpoint(str(tmp_path / "run" / "checkpoint-3"))
+    assert uploads == ([] if strategy == "end" else ["Training in progress, epoch 1"])

@@ -23,6 +23,7 @@ from nail_segformer.data import ON_BAD_PAIR_CHOICES, parse_nail_values
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.losses import LOSS_NAMES
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS, check_model_reference
+from nail_segformer.train.trainer import NO_DECAY_RULES
 
 __all__ = [
     "ArgumentsError",
@@ -32,6 +33,10 @@ __all__ = [
     "parse_args",
     "resolve_args",
 ]
+
+
+# Hub strategies that push checkpoint folders (optimizer, RNG state, training_args.bin).
+_UNPUBLISHABLE_HUB_STRATEGIES = ("checkpoint", "all_checkpoints")
 
 
 def _cuda_available() -> bool:
@@ -243,8 +248,10 @@ class ModelArguments:
 class NailTrainingArguments(TrainingArguments):
     """``TrainingArguments`` with defaults that suit fine-tuning SegFormer on a small binary set.
 
-    The defaults, in one place: AdamW at 6e-5 (the SegFormer paper's rate) with 5% linear
-    warm-up then linear decay; evaluate and save every epoch and keep the checkpoint with the
+    The defaults, in one place: SegFormer's fine-tuning recipe (paper section 4.1, MMSegmentation's
+    segformer configs): AdamW at 6e-5, weight decay 0.01 except on normalisation layers, the
+    decode head at 10x the learning rate, 5% linear warm-up then linear decay to 0 (polynomial
+    decay of power 1); evaluate and save every epoch and keep the checkpoint with the
     best nail IoU; streaming metrics (``batch_eval_metrics``) so evaluation memory does not grow
     with the validation set; ``remove_unused_columns=False`` because the on-the-fly transform
     needs the file columns.
@@ -309,6 +316,40 @@ class NailTrainingArguments(TrainingArguments):
     dataloader_num_workers: int = field(
         default=2, metadata={"help": "Data loading worker processes."}
     )
+    head_lr_multiplier: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the decode head as a multiple of --learning_rate "
+            "(SegFormer's recipe: 10). Default: 10 when fine-tuning a checkpoint, 1 with "
+            "--from_scratch_preset."
+        },
+    )
+    no_weight_decay_for: str | None = field(
+        default=None,
+        metadata={
+            "help": "Parameters without weight decay: 'norm' (normalisation layers and position "
+            "blocks: SegFormer's recipe), 'norm_and_bias' (also every bias: the Trainer's rule), "
+            "'none'. Default: 'norm' when fine-tuning a checkpoint, 'norm_and_bias' with "
+            "--from_scratch_preset.",
+            "choices": list(NO_DECAY_RULES),
+        },
+    )
+
+    def __post_init__(self):
+        if self.head_lr_multiplier is not None and not self.head_lr_multiplier > 0:
+            raise ValueError(f"--head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
+        if self.no_weight_decay_for is not None and self.no_weight_decay_for not in NO_DECAY_RULES:
+            raise ValueError(
+                f"--no_weight_decay_for must be one of {NO_DECAY_RULES}, got "
+                f"{self.no_weight_decay_for!r}"
+            )
+        if getattr(self.hub_strategy, "value", self.hub_strategy) in _UNPUBLISHABLE_HUB_STRATEGIES:
+            raise ValueError(
+                f"--hub_strategy {self.hub_strategy} would publish whole checkpoint folders, "
+                "whose training_args.bin holds local paths; use 'every_save' (the default) or "
+                "'end', and resume from the local output folder"
+            )
+        super().__post_init__()
 
 
 # --------------------------------------------------------------------------- parsing

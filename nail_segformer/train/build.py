@@ -28,6 +28,7 @@ __all__ = [
     "build_model_and_processor",
     "build_loss",
     "build_resize_cache",
+    "optimizer_recipe",
     "build_trainer",
 ]
 
@@ -256,6 +257,28 @@ class _BadPairsReport(TrainerCallback):
         self._merge(args, state)
 
 
+# SegFormer's fine-tuning recipe (paper section 4.1; MMSegmentation's segformer configs:
+# `lr_mult=10` for the head, `decay_mult=0` for `norm` and `pos_block`). A model trained from
+# scratch keeps the plain Trainer's groups: no pretrained encoder to protect from a fast head.
+_FINE_TUNING_RECIPE = {"head_lr_multiplier": 10.0, "no_decay": "norm"}
+_FROM_SCRATCH_RECIPE = {"head_lr_multiplier": 1.0, "no_decay": "norm_and_bias"}
+
+
+def optimizer_recipe(model_args: ModelArguments, training_args):
+    """The optimizer's parameter groups: the flags, else the defaults for fine-tuning or scratch."""
+    from nail_segformer.train.trainer import OptimizerRecipe
+
+    defaults = _FROM_SCRATCH_RECIPE if model_args.from_scratch_preset else _FINE_TUNING_RECIPE
+    multiplier = training_args.head_lr_multiplier
+    no_decay = training_args.no_weight_decay_for
+    return OptimizerRecipe(
+        head_lr_multiplier=float(
+            defaults["head_lr_multiplier"] if multiplier is None else multiplier
+        ),
+        no_decay=defaults["no_decay"] if no_decay is None else no_decay,
+    )
+
+
 def build_trainer(
     model, processor, dataset_dict, data_args, model_args, training_args, card_writer
 ):
@@ -314,4 +337,5 @@ def build_trainer(
         compute_metrics=StreamingSegmentationMetrics(ID2LABEL),
         card_writer=card_writer,
         callbacks=[_BadPairsReport(training_args.output_dir, data_args.data_root)],
+        optimizer_recipe=optimizer_recipe(model_args, training_args),
     ), datasets

@@ -53,8 +53,9 @@ def render_model_card(
 
     Args:
         model_id: the Hub id (or folder name) the card describes.
-        base_model: the checkpoint fine-tuned from; ``None`` when trained from scratch.
-        preset: the from-scratch size (``mit-b0`` ...), if any.
+        base_model: the Hub id of the checkpoint fine-tuned from; ``None`` when trained from
+            scratch or fine-tuned from a local folder (the Hub accepts only model ids here).
+        preset: the from-scratch size (``mit-b0`` ...); ``None`` when fine-tuned.
         id2label: label names of the head.
         metrics: per split (``validation``, ``test``), metric name to value.
         data_summary: ``pairs`` per split and ``categories`` (shown as a table).
@@ -85,11 +86,12 @@ def render_model_card(
         eval_results=eval_results or None,
         **_license_fields(base_model),
     )
-    origin = (
-        f"a fine-tuned version of [{base_model}](https://huggingface.co/{base_model})"
-        if base_model
-        else f"a SegFormer ({preset or 'custom'} size) trained from scratch"
-    )
+    if base_model:
+        origin = f"a fine-tuned version of [{base_model}](https://huggingface.co/{base_model})"
+    elif preset:
+        origin = f"a SegFormer ({preset} size) trained from scratch"
+    else:
+        origin = "a fine-tuned version of a local SegFormer checkpoint"
     labels = ", ".join(f"`{i}`: {name}" for i, name in sorted(id2label.items()))
     split_rows = "\n".join(f"| {s} | {n} |" for s, n in data_summary.get("pairs", {}).items())
     hyper = "\n".join(f"- {k}: {v}" for k, v in hyperparameters.items())

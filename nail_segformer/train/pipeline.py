@@ -187,12 +187,20 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     trainer, datasets = build_trainer(
         model, processor, dataset_dict, data_args, model_args, training_args, card.write
     )
+    card.optimizer_recipe = trainer.optimizer_recipe
     stopper = StopOnSignal()
     trainer.add_callback(stopper)
     failure_log = Path(training_args.output_dir) / TRAINING_FAILURES_NAME
     failures_before = failure_log_size(failure_log)
     try:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
+        # Once more after the last step, for a signal that came later: every process must
+        # leave here the same way, or the others would wait in evaluation's collectives.
+        stop_signal = stopper.agree(training_args.device)
+        if stop_signal is not None:
+            # A process that exits makes torchrun stop the others: leave only once every
+            # process has written its part of the checkpoint (the Trainer does not wait).
+            trainer.accelerator.wait_for_everyone()
     except PairReadError as err:
         failures = [f for f in new_failures(failure_log, failures_before) if not f["skipped"]]
         raise bad_pair_stop(
@@ -200,13 +208,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         ) from err
     finally:
         stopper.restore()
-    if stopper.received is not None:
+    if stop_signal is not None:
         logger.warning(
             "stopped by %s at step %d after saving a checkpoint; run the same command again to resume",
-            signal.Signals(stopper.received).name,
+            signal.Signals(stop_signal).name,
             trainer.state.global_step,
         )
-        raise SystemExit(128 + stopper.received)
+        raise SystemExit(128 + stop_signal)
     # Without pushing: under --push_to_hub the Trainer pushes on every public save_model(), which
     # would publish a card without metrics; the push at the end carries the evaluated model.
     trainer.save_model(_internal_call=True)

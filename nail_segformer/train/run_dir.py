@@ -37,6 +37,7 @@ __all__ = [
     "RunDirError",
     "RunLock",
     "CardContext",
+    "hub_base_model",
     "is_complete_checkpoint",
     "find_last_checkpoint",
     "prepare_output_dir",
@@ -244,6 +245,25 @@ def _decide(output_dir: Path, training_args) -> str | None:
     )
 
 
+def hub_base_model(model_name_or_path: str) -> str | None:
+    """``model_name_or_path`` if it names a Hub repo, ``None`` for a local folder.
+
+    The Hub rejects a card whose ``base_model`` is not a model id, and a local path would
+    publish the user's folder layout.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from nail_segformer.model import is_local_path
+
+    if is_local_path(model_name_or_path):
+        return None
+    try:
+        validate_repo_id(model_name_or_path)
+    except HFValidationError:
+        return None
+    return model_name_or_path
+
+
 @dataclass
 class CardContext:
     """What the model card needs, gathered during a run; ``write`` renders it to a folder."""
@@ -253,6 +273,7 @@ class CardContext:
     dataset_dict: Any
     data_args: Any = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    optimizer_recipe: Any = None  # trainer.OptimizerRecipe, once the Trainer is built
 
     def write(self, output_dir: str) -> None:
         from nail_segformer.labels import ID2LABEL
@@ -271,6 +292,14 @@ class CardContext:
             "warmup_steps": ta.warmup_steps,
             "lr_scheduler_type": str(getattr(ta.lr_scheduler_type, "value", ta.lr_scheduler_type)),
             "weight_decay": ta.weight_decay,
+            **(
+                {
+                    "head_lr_multiplier": self.optimizer_recipe.head_lr_multiplier,
+                    "no_weight_decay_for": self.optimizer_recipe.no_decay,
+                }
+                if self.optimizer_recipe is not None
+                else {}
+            ),
             "loss": ma.loss,
             "class_weights": ma.class_weights,
             "seed": ta.seed,
@@ -282,7 +311,7 @@ class CardContext:
         write_model_card(
             output_dir,
             model_id=ta.hub_model_id or Path(ta.output_dir).name,
-            base_model=None if ma.from_scratch_preset else ma.model_name_or_path,
+            base_model=None if ma.from_scratch_preset else hub_base_model(ma.model_name_or_path),
             preset=ma.from_scratch_preset,
             id2label=ID2LABEL,
             metrics=self.metrics,

@@ -3,25 +3,42 @@
 transformers 5.x saves SegFormer checkpoints under legacy key names but reloads them, on
 ``resume_from_checkpoint`` and ``load_best_model_at_end``, with a non-strict ``load_state_dict``
 that silently restores only a handful of tensors (upstream issue #43701). It also multiplies a
-custom loss by the number of processes under DDP when it counts label tokens, and pickles its
-arguments, Hub token included, into every checkpoint and every pushed folder. :class:`NailTrainer`
-reloads checkpoints through ``from_pretrained`` (which converts the names) and checks that every
-tensor arrived, never counts label "tokens", and keeps the Hub token out of its arguments.
+custom loss by the number of processes under DDP when it counts label tokens, pickles its
+arguments, Hub token included, into every checkpoint, and pushes everything at the top of the
+output folder, local paths and the user's file names included. :class:`NailTrainer` reloads
+checkpoints through ``from_pretrained`` (which converts the names) and refuses any missing,
+unexpected or mismatched tensor, never counts label "tokens", keeps the Hub token out of its
+arguments, pushes only :data:`PUBLISHED_FILES`, and builds SegFormer's fine-tuning parameter
+groups (decode head at a multiple of the learning rate, no weight decay on normalisation
+layers) through the Trainer's own optimizer creation.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import shutil
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
 
-__all__ = ["NailTrainer", "PushError", "StopOnSignal", "load_checkpoint_weights", "push_later_hint"]
+__all__ = [
+    "NO_DECAY_RULES",
+    "PUBLISHED_FILES",
+    "NailTrainer",
+    "OptimizerRecipe",
+    "PushError",
+    "StopOnSignal",
+    "agree_on_stop",
+    "load_checkpoint_weights",
+    "optimizer_parameter_groups",
+    "push_later_hint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +47,33 @@ class PushError(RuntimeError):
     """A push to the Hub failed; every local file is still in place."""
 
 
+# What a push publishes, from the top of the output folder: the model, its processor, the card
+# and the metrics. Everything else stays local: run_args.json and training_args.bin hold local
+# paths, split_manifest.csv and bad_pairs.json the user's file names, trainer_state.json the
+# best checkpoint's local path.
+PUBLISHED_FILES = (
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*-of-*.safetensors",
+    "preprocessor_config.json",
+    "README.md",
+    "all_results.json",
+    "train_results.json",
+    "validation_results.json",
+    "test_results.json",
+)
+
+
 def push_later_hint(repo_id: str | None, output_dir: str) -> str:
-    """The command that pushes a finished run folder by hand."""
-    return (
-        f"hf upload {repo_id or '<user>/<repo>'} {output_dir} . "
-        '--exclude "checkpoint-*" --exclude "_*"'
+    """The command that pushes a finished run folder by hand (the same files as a push)."""
+    includes = " ".join(f'--include "{pattern}"' for pattern in PUBLISHED_FILES)
+    return f"hf upload {repo_id or '<user>/<repo>'} {output_dir} . {includes}"
+
+
+def _published(relative_path: str) -> bool:
+    return "/" not in relative_path and any(
+        fnmatch.fnmatchcase(relative_path, pattern) for pattern in PUBLISHED_FILES
     )
 
 
@@ -42,17 +81,149 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str | os.Pat
     """Copy every tensor of a saved checkpoint into ``model``, strictly.
 
     The checkpoint is read with ``from_pretrained`` (safetensors only, local files only), which
-    maps saved key names onto the current module names; ``load_state_dict(strict=True)`` then
-    raises if any tensor is missing or unexpected.
+    maps saved key names onto the current module names. ``from_pretrained`` itself fills a
+    missing tensor with random values and only warns, so its loading report is checked, then
+    ``load_state_dict(strict=True)`` compares names and shapes with ``model``.
 
     Raises:
-        RuntimeError: the checkpoint does not hold exactly the model's tensors.
+        RuntimeError: the checkpoint does not hold exactly the model's tensors (the message
+            lists the missing, unexpected and mismatched ones).
     """
-    reloaded = type(model).from_pretrained(
-        str(checkpoint_dir), use_safetensors=True, local_files_only=True
+    reloaded, info = type(model).from_pretrained(
+        str(checkpoint_dir),
+        use_safetensors=True,
+        local_files_only=True,
+        output_loading_info=True,
+        # Report shape mismatches in `info` (listed below) instead of a message without names.
+        ignore_mismatched_sizes=True,
     )
+    problems = {
+        kind: sorted(map(str, info.get(kind) or ()))
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")
+    }
+    problems = {kind: names for kind, names in problems.items() if names}
+    if problems:
+        raise RuntimeError(
+            f"checkpoint {checkpoint_dir} does not match the model: "
+            + "; ".join(f"{kind.replace('_', ' ')}: {names}" for kind, names in problems.items())
+            + ". It was written by another model or damaged; resume from another checkpoint "
+            "(--resume_from_checkpoint) or start afresh (--overwrite_output_dir)."
+        )
     model.load_state_dict(reloaded.state_dict(), strict=True)
     logger.info("restored %d tensors from %s", len(reloaded.state_dict()), checkpoint_dir)
+
+
+# --------------------------------------------------------------------------- optimizer
+
+# Which parameters get no weight decay:
+# - "norm": SegFormer's recipe (MMSegmentation's `decay_mult=0` for `norm` and `pos_block`):
+#   the weights and biases of every normalisation layer, and position blocks (MiT has none;
+#   matched by name for encoders that do). Every other bias decays, as in that recipe.
+# - "norm_and_bias": the Trainer's own rule (`Trainer.get_decay_parameter_names`): normalisation
+#   layers and every bias.
+# - "none": every parameter decays.
+NO_DECAY_RULES = ("norm", "norm_and_bias", "none")
+_NORM_LAYERS = (
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+)
+# SegformerForSemanticSegmentation's decode head; the rest is the MiT encoder.
+_HEAD_PREFIX = "decode_head."
+
+
+@dataclass(frozen=True)
+class OptimizerRecipe:
+    """How the parameters are grouped for the optimizer.
+
+    Args:
+        head_lr_multiplier: the decode head's learning rate as a multiple of the base rate.
+        no_decay: which parameters get no weight decay, one of :data:`NO_DECAY_RULES`.
+    """
+
+    head_lr_multiplier: float = 1.0
+    no_decay: str = "norm_and_bias"
+
+    def __post_init__(self):
+        if self.no_decay not in NO_DECAY_RULES:
+            raise ValueError(f"no_decay must be one of {NO_DECAY_RULES}, got {self.no_decay!r}")
+        if not self.head_lr_multiplier > 0:
+            raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
+
+
+def optimizer_parameter_groups(
+    model: torch.nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    recipe: OptimizerRecipe,
+    decay_names: set[str] | None = None,
+) -> list[dict]:
+    """Split the trainable parameters into groups by learning rate and weight decay.
+
+    Args:
+        model: a ``SegformerForSemanticSegmentation`` (the head is ``decode_head.*``).
+        learning_rate: the base learning rate (encoder).
+        weight_decay: the weight decay of the parameters that decay.
+        recipe: head multiplier and no-decay rule.
+        decay_names: for ``recipe.no_decay == "norm_and_bias"``, the names the Trainer decays
+            (``Trainer.get_decay_parameter_names``); ignored by the other rules.
+
+    Returns:
+        Non-empty parameter groups, each with ``params``, ``lr``, ``weight_decay`` and a
+        ``name`` such as ``"head, no decay"``: the encoder's first (so the Trainer logs the base
+        rate), decaying before non-decaying as in the Trainer. With a multiplier of 1 the head
+        is not split off, so the ``norm_and_bias`` rule gives exactly the Trainer's own two
+        groups, and checkpoints of runs that used them resume.
+    """
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    if recipe.no_decay == "norm":
+        # The Trainer's own helper: every parameter outside normalisation layers and position
+        # blocks.
+        decay_names = set(get_parameter_names(model, _NORM_LAYERS, [r"pos_block"]))
+    elif recipe.no_decay == "norm_and_bias" and decay_names is None:
+        raise ValueError("the 'norm_and_bias' rule needs the Trainer's decay_names")
+    split_head = recipe.head_lr_multiplier != 1.0
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decays = recipe.no_decay == "none" or name in decay_names
+        head = split_head and name.startswith(_HEAD_PREFIX)
+        groups.setdefault((head, not decays), []).append(param)
+    part = {(False, False): "all", (False, True): "encoder", (True, True): "head"}
+    return [
+        {
+            "params": groups[key],
+            "lr": learning_rate * (recipe.head_lr_multiplier if key[0] else 1.0),
+            "weight_decay": 0.0 if key[1] else weight_decay,
+            "name": f"{part[key[0], split_head]}, {'no decay' if key[1] else 'decay'}",
+        }
+        for key in sorted(groups)  # encoder before head, then decay before no decay
+    ]
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def agree_on_stop(local_signal: int | None, device: torch.device | str) -> int | None:
+    """The stop signal any process received, returned on every process.
+
+    One all-reduce (max) of a single integer over the default process group; without one (a
+    single process) it returns ``local_signal``. Every process must call it at the same point.
+
+    Args:
+        local_signal: the signal number this process received, or ``None``.
+        device: where the collective's tensor lives (the GPU for NCCL, CPU for gloo).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return local_signal
+    flag = torch.tensor([local_signal or 0], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item()) or None
 
 
 class StopOnSignal(TrainerCallback):
@@ -60,10 +231,17 @@ class StopOnSignal(TrainerCallback):
 
     Ctrl-C and a cluster's pre-emption notice then cost at most one step of work; rerunning the
     same command resumes from that checkpoint. A second signal interrupts at once.
+
+    With several processes (torchrun, accelerate), each may receive the signal at a different
+    step, or only one may receive it. A process that stopped alone would wait in the checkpoint's
+    barrier while the others wait in the next step's gradient all-reduce, until the NCCL timeout.
+    So at the end of every step the processes agree (:func:`agree_on_stop`, one all-reduce of one
+    integer): all stop at the same step, with the same signal in :attr:`stop_signal`.
     """
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
-        self.received: int | None = None
+        self.received: int | None = None  # the signal this process received
+        self.stop_signal: int | None = None  # the signal every process stops with
         self._previous = {}
         for signum in signals:
             self._previous[signum] = signal.signal(signum, self._handle)
@@ -85,8 +263,23 @@ class StopOnSignal(TrainerCallback):
             signal.signal(signum, handler)
         self._previous = {}
 
+    def agree(self, device: torch.device | str) -> int | None:
+        """Agree with the other processes on whether to stop; sets :attr:`stop_signal`.
+
+        Every process must call it at the same point (the callback does, at each step's end).
+        """
+        agreed = agree_on_stop(self.received, device)
+        if agreed is not None and self.received is None and self.stop_signal is None:
+            logger.warning(
+                "another process received %s: saving a checkpoint at the end of this step, "
+                "then stopping",
+                signal.Signals(agreed).name,
+            )
+        self.stop_signal = agreed
+        return agreed
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.received is not None:
+        if self.agree(args.device) is not None:
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -98,6 +291,8 @@ class NailTrainer(Trainer):
     Args:
         card_writer: called with the output folder whenever the Trainer would write its own
             model card (before a push), so the pushed README is this package's card.
+        optimizer_recipe: parameter groups of the optimizer; default: the plain Trainer's (one
+            learning rate, no decay on normalisation layers and biases).
         **kwargs: passed to ``Trainer``.
     """
 
@@ -105,8 +300,15 @@ class NailTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(
-        self, model=None, args=None, *, card_writer: Callable[[str], None] | None = None, **kwargs
+        self,
+        model=None,
+        args=None,
+        *,
+        card_writer: Callable[[str], None] | None = None,
+        optimizer_recipe: OptimizerRecipe | None = None,
+        **kwargs,
     ):
+        self.optimizer_recipe = optimizer_recipe or OptimizerRecipe()
         if args is not None and args.hub_token:
             # The Trainer pickles `args` into training_args.bin in every checkpoint and pushed
             # folder. huggingface_hub reads HF_TOKEN when it needs a token, so the token lives
@@ -132,19 +334,112 @@ class NailTrainer(Trainer):
             )
         self.push_error = f"{type(err).__name__}: {err}"
 
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer (``--optim``), over :func:`optimizer_parameter_groups`."""
+        from transformers.trainer_optimizer import has_mixed_dtensor, is_optimizer_factory
+        from transformers.utils import is_sagemaker_mp_enabled
+
+        opt_model = self.model if model is None else model
+        if self.optimizer is not None:
+            return self.optimizer
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(
+                self.args, opt_model
+            )
+        if (
+            is_optimizer_factory(optimizer_cls)
+            or {"params", "model", "optimizer_dict"} & set(optimizer_kwargs)
+            or is_sagemaker_mp_enabled()
+            or has_mixed_dtensor(opt_model.parameters())
+        ):
+            # Optimizers that build their own groups (GaLore, LOMO, layer-wise, Muon...), or
+            # parameters sharded over several device meshes, which the Trainer splits itself.
+            logger.warning(
+                "this optimizer set-up (--optim %s) builds its own parameter groups: the decode "
+                "head learning-rate multiplier and the no-decay rule are not applied",
+                self.args.optim,
+            )
+            return super().create_optimizer(model)
+        recipe = self.optimizer_recipe
+        decay_names = set(self.get_decay_parameter_names(opt_model))
+        groups = optimizer_parameter_groups(
+            opt_model, self.args.learning_rate, self.args.weight_decay, recipe, decay_names
+        )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        logger.info(
+            "optimizer %s: %s",
+            optimizer_cls.__name__,
+            "; ".join(
+                f"{g['name']}: {sum(p.numel() for p in g['params']):,} parameters at lr "
+                f"{g['lr']:g}, weight decay {g['weight_decay']:g}"
+                for g in groups
+            ),
+        )
+        return self.optimizer
+
     def init_hf_repo(self, token=None, private=None):
         try:
             super().init_hf_repo(token=token, private=private)
         except Exception as err:  # noqa: BLE001 - any Hub failure must not stop training
             self._push_failed(err)
 
+    def _upload(self, commit_message: str, blocking: bool, revision: str | None = None):
+        """Upload :data:`PUBLISHED_FILES` from the output folder, and nothing else."""
+        from transformers.utils.hub import hf_api
+
+        folder = Path(self.args.output_dir)
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and _published(p.name))
+        return hf_api().upload_folder(
+            repo_id=self.hub_model_id,
+            folder_path=str(folder),
+            commit_message=commit_message,
+            token=self.args.hub_token,
+            run_as_future=not blocking,
+            allow_patterns=names,
+            revision=revision or self.args.hub_revision,
+        )
+
     def _push_from_checkpoint(self, checkpoint_folder):
-        if self.push_error is not None:
+        # The Trainer's version uploads the whole output folder; this one, the published files.
+        from transformers.trainer_utils import HubStrategy, SaveStrategy
+        from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
+
+        if (
+            self.push_error is not None
+            or not self.is_world_process_zero()
+            or self.args.hub_strategy == HubStrategy.END
+        ):
+            return
+        if not self.args.hub_always_push and not (
+            self.push_in_progress is None or self.push_in_progress.is_done()
+        ):
             return
         try:
-            super()._push_from_checkpoint(checkpoint_folder)
+            self.callback_handler.on_push_begin(self.args, self.state, self.control)
+            for name in (CONFIG_NAME, SAFE_WEIGHTS_NAME):
+                if os.path.isfile(os.path.join(checkpoint_folder, name)):
+                    shutil.copy(
+                        os.path.join(checkpoint_folder, name),
+                        os.path.join(self.args.output_dir, name),
+                    )
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(self.args.output_dir)
+            if self.args.save_strategy == SaveStrategy.STEPS:
+                message = f"Training in progress, step {self.state.global_step}"
+            else:
+                message = f"Training in progress, epoch {int(self.state.epoch)}"
+            job = self._upload(message, blocking=False)
         except Exception as err:  # noqa: BLE001
             self._push_failed(err)
+            return
+        from transformers.utils.hub import PushInProgress
+
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            self.push_in_progress.jobs.append(job)
 
     def _finish_current_push(self):
         try:
@@ -154,11 +449,34 @@ class NailTrainer(Trainer):
         finally:
             self.push_in_progress = None
 
-    def push_to_hub(self, *args, **kwargs):
-        """Push the final model; raise :class:`PushError` (files kept) if it fails."""
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Push the final model, processor, card and metrics (:data:`PUBLISHED_FILES`).
+
+        Raises:
+            PushError: the push failed; every local file is kept.
+        """
+        if token is not None:
+            os.environ["HF_TOKEN"] = token  # as in __init__: never into self.args
         if self.push_error is None:
             try:
-                return super().push_to_hub(*args, **kwargs)
+                self.callback_handler.on_push_begin(self.args, self.state, self.control)
+                if self.hub_model_id is None:
+                    self.init_hf_repo(private=private)
+                self.save_model(_internal_call=True)
+                if not self.is_world_process_zero():
+                    return None
+                self.create_model_card(**kwargs)
+                self._finish_current_push()
+                if self.push_error is None:
+                    return self._upload(commit_message, blocking, revision)
             except Exception as err:  # noqa: BLE001
                 self._push_failed(err)
         raise PushError(

@@ -15,8 +15,10 @@ or ``create_commit`` when ``HF_HUB_DISABLE_XET=1``) send these requests, all imp
   line: a ``header`` (summary, description), then ``file`` (path, base64 content),
   ``deletedFile`` or ``deletedFolder`` items. Answers ``{commitUrl, commitOid}``.
 - ``POST /api/validate-yaml`` (JSON ``{content, repoType}``), sent before a README.md is
-  uploaded: checks that the YAML front matter parses to a mapping; answers ``{"errors": [],
-  "warnings": []}``, or 400 with the errors.
+  uploaded: checks that the YAML front matter parses to a mapping that ``huggingface_hub``'s
+  own ``ModelCardData`` accepts (model-index, eval results), and, as the Hub does, that every
+  ``base_model`` is the id of a model on this Hub (a repo created here, or one of ``models``);
+  answers ``{"errors": [], "warnings": []}``, or 400 with the errors.
 
 Because every file is "regular", no LFS or Xet transfer is ever started, so plain HTTP covers
 the whole push. Any other request is logged as an error, kept in
@@ -87,6 +89,8 @@ class HubStub:
 
     Args:
         expected_token: if set, every request must carry ``Authorization: Bearer <token>``.
+        models: ids of models that exist on this Hub besides the repos created on it (what a
+            card's ``base_model`` may name).
         max_body_bytes: larger request bodies are refused with 413.
         max_lifetime_s: the server stops itself this many seconds after :meth:`start`.
     """
@@ -95,10 +99,12 @@ class HubStub:
         self,
         expected_token: str | None = None,
         *,
+        models: tuple[str, ...] = (),
         max_body_bytes: int = 64 * 1024 * 1024,
         max_lifetime_s: float = 300.0,
     ):
         self.expected_token = expected_token
+        self.models = set(models)
         self.max_body_bytes = max_body_bytes
         self.max_lifetime_s = max_lifetime_s
         self.repos: dict[str, dict] = {}
@@ -251,7 +257,9 @@ class HubStub:
         if method == "POST" and path == "/api/repos/create":
             return self._create_repo(json.loads(body))
         if method == "POST" and path == "/api/validate-yaml":
-            return _validate_yaml(json.loads(body).get("content", ""))
+            with self._lock:
+                known = self.models | set(self.repos)
+            return _validate_yaml(json.loads(body).get("content", ""), known)
         if method == "POST" and (match := _PREUPLOAD_RE.match(path)):
             return self._preupload(match["repo_id"], json.loads(body))
         if method == "POST" and (match := _COMMIT_RE.match(path)):
@@ -262,8 +270,10 @@ class HubStub:
         raise _StubError(404, f"HubStub does not implement {method} {path}", "EntryNotFound")
 
 
-def _validate_yaml(content: str) -> dict:
+def _validate_yaml(content: str, known_models: set[str]) -> dict:
     import yaml
+    from huggingface_hub import ModelCardData
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, flags=re.DOTALL)
     if match is None:
@@ -274,6 +284,22 @@ def _validate_yaml(content: str) -> dict:
         raise _StubError(400, f"Invalid metadata in README.md: {err}") from err
     if not isinstance(metadata, dict):
         raise _StubError(400, "Invalid metadata in README.md: the YAML is not a mapping")
+    try:
+        ModelCardData(**metadata)
+    except (ValueError, TypeError) as err:
+        raise _StubError(400, f"Invalid metadata in README.md: {err}") from err
+    base_models = metadata.get("base_model") or []
+    for model_id in [base_models] if isinstance(base_models, str) else base_models:
+        try:
+            validate_repo_id(str(model_id))
+        except HFValidationError as err:
+            raise _StubError(
+                400, f'Invalid metadata in README.md: "base_model" {model_id!r} is not a model id'
+            ) from err
+        if model_id not in known_models:
+            raise _StubError(
+                400, f'Invalid metadata in README.md: "base_model" {model_id!r} is not a model'
+            )
     return {"errors": [], "warnings": []}
 
 
