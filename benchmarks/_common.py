@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -150,14 +149,22 @@ def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)
 
 
-def run_child(module: str, args: dict, env: dict[str, str] | None = None, timeout: float = 3600):
+def run_child(
+    module: str, args: dict, env: dict[str, str | None] | None = None, timeout: float = 3600
+):
     """Run ``python benchmarks/<module>.py --child '<json args>'`` and return its JSON result.
 
-    Each measurement that needs a clean process (peak RSS, a patched package) runs this way.
+    Each measurement that needs a clean process (peak RSS, process-wide options) runs this way.
+    ``env`` is laid over this process's environment; a value of None removes that variable.
     The child prints exactly one line starting with ``RESULT `` followed by JSON.
     """
     cmd = [sys.executable, str(BENCH_DIR / f"{module}.py"), "--child", json.dumps(args)]
-    full_env = {**os.environ, **(env or {})}
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     done = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -169,10 +176,21 @@ def run_child(module: str, args: dict, env: dict[str, str] | None = None, timeou
 
 
 def child_main(handlers: dict) -> bool:
-    """If this process was started by :func:`run_child`, run the named job and print its result."""
+    """If this process was started by :func:`run_child`, run the named job and print its result.
+
+    Before any job imports torch, the child sets the process options of the package's
+    command-line entry points (:func:`nail_segformer.runtime.configure_cli_process`), so that it
+    measures what ``run_finetune.py`` and ``python -m nail_segformer.predict`` run;
+    ``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` in its environment turns them off. The result records
+    what was set, under ``process_options``.
+    """
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        from nail_segformer.runtime import configure_cli_process
+
+        applied = configure_cli_process()
         args = json.loads(sys.argv[2])
         result = handlers[args.pop("job")](**args)
+        result["process_options"] = applied
         print("RESULT " + json.dumps(result), flush=True)
         return True
     return False
@@ -180,44 +198,3 @@ def child_main(handlers: dict) -> bool:
 
 def as_dict(row: Row) -> dict:
     return asdict(row)
-
-
-def load_module_file(path: str, name: str):
-    """Import one file as a module, e.g. a patched copy of a package module beside the original.
-
-    Its own imports (``from nail_segformer.data import ...``) resolve to the installed package.
-    """
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def patched_package(patches: list[Path], workdir: Path) -> Path:
-    """A copy of ``nail_segformer`` with ``patches`` applied; put the result first on PYTHONPATH.
-
-    The package in the checkout is never touched: each proposed fix is measured as its exact
-    diff, applied to a copy.
-    """
-    target = workdir / ("patched-" + "-".join(p.stem.split("-")[0] for p in patches))
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(
-        REPO_ROOT / "nail_segformer",
-        target / "nail_segformer",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    for patch in patches:
-        if shutil.which("patch"):
-            cmd = ["patch", "-p1", "--forward", "--batch", "--silent", "-i", str(patch.resolve())]
-        else:
-            cmd = ["git", "apply", str(patch.resolve())]  # the copy lies outside any repository
-        done = subprocess.run(cmd, cwd=target, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(
-                f"{patch.name} no longer applies to nail_segformer: {done.stdout}{done.stderr}"
-                "regenerate it against the current package (see benchmarks/RESULTS.md)"
-            )
-    return target

@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SEED, child_main, load_module_file, seed_everything
+from _common import SEED, child_main, seed_everything
 
 
 class ExampleComputeMetrics:
@@ -216,11 +216,11 @@ def job_malloc_ab(
     train_steps: int,
     rounds: int,
 ) -> dict:
-    """What patch 04's fixed mmap threshold costs in time, A/B in one process.
+    """What the entry points' fixed mmap threshold costs in time, A/B in one process.
 
     glibc lets ``mallopt`` change the threshold at any time, so this process alternates a fixed
-    1 MiB threshold (patch 04) with a fixed 32 MiB one (where glibc's dynamic threshold ends up
-    after the first large frees) around the same work: ``trainer.evaluate()`` on ``n`` images,
+    1 MiB threshold (``nail_segformer.runtime.MMAP_THRESHOLD``) with a fixed 32 MiB one (where
+    glibc's dynamic threshold ends up after the first large frees) around the same work: ``trainer.evaluate()`` on ``n`` images,
     and training steps of ``train_preset`` on one in-memory batch. Fastest round (evaluate) or
     median step (training) of each; minor page faults count the extra mapping work.
     """
@@ -236,7 +236,9 @@ def job_malloc_ab(
     from nail_segformer.model import build_model
 
     libc = ctypes.CDLL("libc.so.6")
-    thresholds = {"patch 04 (1 MiB)": 1 << 20, "32 MiB": 32 << 20}
+    from nail_segformer.runtime import MMAP_THRESHOLD
+
+    thresholds = {"1 MiB": MMAP_THRESHOLD, "32 MiB": 32 << 20}
     seed_everything()
     trainer, model, validation = _eval_trainer(
         data_root, out_dir, preset, size, n, batch, workers, batch_eval_metrics=True
@@ -323,38 +325,35 @@ def make_maps(count: int, size: int, seed: int = SEED):
     return predictions, references
 
 
-def job_metric(count: int, size: int, batch: int, rounds: int, patched_metrics: str) -> dict:
-    """Section 4: the package's confusion matrix, a patched copy of it and the numpy reference.
+def job_metric(count: int, size: int, batch: int, rounds: int) -> dict:
+    """Section 4: the package's confusion matrix against the numpy reference.
 
-    The three run in turn ``rounds`` times in this process and each keeps its fastest round, so
-    a burst of load on a shared machine hits all of them alike or none.
+    ``ConfusionMatrixAccumulator`` calls :func:`nail_segformer.metrics.compute_confusion_matrix`
+    once per batch, as evaluation does. The two run in turn ``rounds`` times in this process and
+    each keeps its fastest round, so a burst of load on a shared machine hits both alike or
+    neither.
     """
     import numpy as np
 
-    from nail_segformer import metrics as ours_module
     from nail_segformer.data import ID2LABEL, IGNORE_INDEX
+    from nail_segformer.metrics import ConfusionMatrixAccumulator
 
-    patched_module = load_module_file(patched_metrics, "patched_metrics")
     predictions, references = make_maps(count, size)
 
-    def streaming(module):
-        def run():
-            accumulator = module.ConfusionMatrixAccumulator(ID2LABEL)
-            for i in range(0, count, batch):
-                accumulator.update(predictions[i : i + batch], references[i : i + batch])
-            result = accumulator.compute()
-            return np.array(
-                [result[f"iou_{name}"] for name in ID2LABEL.values()] + [result["mean_iou"]]
-            )
-
-        return run
+    def ours():
+        accumulator = ConfusionMatrixAccumulator(ID2LABEL)
+        for i in range(0, count, batch):
+            accumulator.update(predictions[i : i + batch], references[i : i + batch])
+        result = accumulator.compute()
+        return np.array(
+            [result[f"iou_{name}"] for name in ID2LABEL.values()] + [result["mean_iou"]]
+        )
 
     def reference():
         iou, mean_iou = reference_mean_iou(predictions, references, len(ID2LABEL), IGNORE_INDEX)
         return np.append(iou, mean_iou)
 
-    methods = {"ours": streaming(ours_module), "patched": streaming(patched_module),
-               "reference": reference}  # fmt: skip
+    methods = {"ours": ours, "reference": reference}
     best = dict.fromkeys(methods, float("inf"))
     values = {}
     for _ in range(rounds):
@@ -364,10 +363,8 @@ def job_metric(count: int, size: int, batch: int, rounds: int, patched_metrics: 
             best[name] = min(best[name], time.perf_counter() - start)
     return {
         "ours_s": best["ours"],
-        "patched_s": best["patched"],
         "reference_s": best["reference"],
         "max_abs_diff": float(np.abs(values["ours"] - values["reference"]).max()),
-        "patched_max_abs_diff": float(np.abs(values["patched"] - values["reference"]).max()),
         "mean_iou": float(values["reference"][-1]),
         "pixels": int(predictions.size),
     }

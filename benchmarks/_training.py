@@ -4,11 +4,12 @@ Section 1 runs, in one process, the package's full Trainer loop (``build_trainer
 saving off) and the bare model step on tensors already in memory, one step of each in turn, and
 divides their samples/s (see :func:`job_train`).
 
-Section 2 runs ``set_transform`` + ``default_data_collator`` through a ``DataLoader`` with 0, 1
-and 2 workers, and times each stage of the transform in one process (the profile).
+Section 2 runs the training split exactly as ``build_trainer`` prepares it (``set_transform``)
+with ``default_data_collator`` through a ``DataLoader`` with 0, 1 and 2 workers, and times each
+stage of the transform in one process (the profile).
 
-Each job runs in its own process (``run_child``), so a patched copy of the package (see
-``patches/``) can be measured by putting it first on ``PYTHONPATH``.
+Each job runs in its own process (``run_child``), with the entry points' process options set
+unless ``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` (see ``_common.child_main``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if __package__ in (None, ""):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SEED, child_main, load_module_file, seed_everything
+from _common import SEED, child_main, seed_everything
 
 
 def _trainer_setup(
@@ -225,42 +226,28 @@ def _time_loader(dataset, batch: int, batches: int, workers: int) -> dict:
 
 def job_pipeline(
     data_root: str,
+    out_dir: str,
     size: int,
     batch: int,
     workers: list[int],
     batches: int,
-    patched_transforms: str,
     rounds: int,
 ) -> dict:
-    """Section 2: samples/s of the training transform + collate through a DataLoader.
+    """Section 2: samples/s of the package's training transform + collate through a DataLoader.
 
-    Also times the transform of ``patched_transforms`` (a patched copy of ``transforms.py``)
-    against the current one, with no worker, in alternating rounds (fastest round of each), and
-    hashes each one's first batch: with no worker the augmentation seeds come from torch's
-    global generator, so both must give the same bytes.
+    The training split comes from ``build_trainer`` (tiny model; the model plays no part), so
+    this measures the augmentation and processor settings training really uses. Each worker
+    count runs ``rounds`` times in turn and keeps its fastest round.
     """
-    from nail_segformer.data import load_splits
-    from nail_segformer.data import transforms as current
-
     seed_everything()
-    dataset_dict, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
-    patched = load_module_file(patched_transforms, "patched_transforms")
-
-    def train_set(module):
-        processor = module.load_image_processor(None, size=size)
-        augment = module.build_train_transforms(size, size)
-        return module.attach_transforms(dataset_dict, processor, augment)["train"]
-
-    train = train_set(current)
-    results = {str(count): _time_loader(train, batch, batches, count) for count in workers}
-    pair = {"current": train, "patched": train_set(patched)}
-    for name in pair:
-        results[name] = {"steady_rate": 0.0}
+    _, datasets, _, _, _ = _trainer_setup(data_root, out_dir, "tiny", size, batch, 0, max_steps=1)
+    train = datasets["train"]
+    results: dict[str, dict] = {}
     for _ in range(rounds):
-        for name, dataset in pair.items():
-            run = _time_loader(dataset, batch, batches, 0)
-            if run["steady_rate"] > results[name]["steady_rate"]:
-                results[name] = run
+        for count in workers:
+            run = _time_loader(train, batch, batches, count)
+            if run["steady_rate"] > results.get(str(count), {}).get("steady_rate", 0.0):
+                results[str(count)] = run
     return results
 
 
@@ -300,23 +287,18 @@ def job_profile(data_root: str, size: int, batch: int, samples: int) -> dict:
     )
     chunks = [augmented[i : i + batch] for i in range(0, len(augmented), batch)]
 
-    def run_processor(chunk, **kwargs):
+    def run_processor(chunk):
+        # As SegmentationTransform calls it for training batches, which augment already
+        # returns at the training size: no resize.
         return processor(
             images=[a["image"] for a in chunk], segmentation_maps=[a["mask"] for a in chunk],
-            do_reduce_labels=False, return_tensors="np", **kwargs,
+            do_reduce_labels=False, do_resize=False, return_tensors="np",
         )  # fmt: skip
 
     start = time.perf_counter()
     encoded = [run_processor(chunk) for chunk in chunks]
-    stages["processor (PIL resize no-op, rescale, normalize, labels)"] = (
+    stages["processor (rescale, normalize, labels; no resize)"] = (
         (time.perf_counter() - start) * 1000 / samples
-    )
-    start = time.perf_counter()
-    for chunk in chunks:
-        run_processor(chunk, do_resize=False)
-    stages["  of which the PIL resize round trip"] = (
-        stages["processor (PIL resize no-op, rescale, normalize, labels)"]
-        - (time.perf_counter() - start) * 1000 / samples
     )
     start = time.perf_counter()
     features = []
@@ -335,20 +317,7 @@ def job_profile(data_root: str, size: int, batch: int, samples: int) -> dict:
         default_data_collator(features[i : i + batch])
     stages["collate (default_data_collator)"] = (time.perf_counter() - start) * 1000 / samples
 
-    # Proposed: a 256-entry table per channel gives the processor's exact float32 values.
-    mean = np.asarray(processor.image_mean, dtype=np.float32)
-    std = np.asarray(processor.image_std, dtype=np.float32)
-    levels = (np.arange(256, dtype=np.float64) * processor.rescale_factor).astype(np.float32)
-    table = (levels[None, :] - mean[:, None]) / std[:, None]
-    start = time.perf_counter()
-    fast = [np.stack([table[c][a["image"][..., c]] for c in range(3)]) for a in augmented]
-    stages["proposed: lookup-table normalize (replaces processor)"] = (
-        (time.perf_counter() - start) * 1000 / samples
-    )
-    reference = np.concatenate([enc["pixel_values"] for enc in encoded])
-    identical = bool(np.array_equal(np.stack(fast), reference))
-
-    transform = SegmentationTransform(processor, augment)
+    transform = SegmentationTransform(processor, augment, resize=False)
     batch_values = [{"path": p} for p in photos]
     mask_values = [{"path": m} for m in masks]
     start = time.perf_counter()
@@ -358,7 +327,6 @@ def job_profile(data_root: str, size: int, batch: int, samples: int) -> dict:
     return {
         "stages_ms": stages,
         "transform_ms": total,
-        "lookup_identical": identical,
         "cv2_threads": cv2.getNumThreads(),
     }
 

@@ -3,7 +3,8 @@
 Both start fresh interpreters that import torch and the Hugging Face stack several times, so
 they take minutes on 2 busy CPU cores and are marked slow (run them with ``pytest -m slow``).
 Speed figures are not asserted (the quick sizes measure start-up more than anything); the
-correctness figures are: the patched transform's bytes, metric agreement, identical masks.
+correctness figures are: metric agreement, identical masks, and that the process-options rows
+really ran with the entry points' options on and off.
 """
 
 import json
@@ -18,23 +19,28 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # One entry per table row of `run.py --quick`, as (section, start of the figure text).
 QUICK_FIGURES = [
     ("1", "training samples/s: Trainer loop ÷ bare step"),
+    ("1", "same, process options off (NAIL_SEGFORMER_PROCESS_OPTIONS=0)"),
+    ("1", "bare step samples/s, process options on ÷ off"),
     ("2", "data pipeline samples/s (128², 0 workers)"),
     ("2", "data pipeline samples/s (128², 1 workers)"),
     ("2", "data pipeline samples/s (128², 2 workers)"),
-    ("2", "patch 01 pipeline (0 workers) ÷ current, same bytes"),
     ("3", "eval peak RSS growth"),
-    ("3", "patch 04 time: evaluate() (tiny, 8 images), 1 MiB ÷ 32 MiB threshold"),
-    ("3", "patch 04 time: training step (tiny, batch 4), 1 MiB ÷ 32 MiB threshold"),
+    ("3", "same, process options off (NAIL_SEGFORMER_PROCESS_OPTIONS=0)"),
+    ("3", "mmap threshold time: evaluate() (tiny, 8 images), 1 MiB ÷ 32 MiB"),
+    ("3", "mmap threshold time: training step (tiny, batch 4), 1 MiB ÷ 32 MiB"),
     ("3", "eval time, usual way ÷ streaming"),
     ("3", "eval time (tiny, 16 images) ÷ forward on in-memory tensors"),
     ("3", "eval time (tiny, 16 images) ÷ forward over the same DataLoader"),
     ("4", "mean IoU time, 50 maps 128²"),
-    ("4", "same with patch 02"),
     ("4", "mean IoU agreement"),
     ("5", "inference images/s: Predictor ÷ pipeline"),
     ("5", "nail masks equal to the pipeline's (tiny, batch 4)"),
     ("5", "nail masks equal to the pipeline's (tiny, batch 1)"),
 ]
+# Rows measured with the options on (as run_finetune.py sets them) and off; the note says what
+# each measuring process set.
+OPTIONS_ON_ROWS = ("training samples/s: Trainer loop", "eval peak RSS growth")
+OPTIONS_ON_NOTE = "process options: OMP_WAIT_POLICY=PASSIVE, M_MMAP_THRESHOLD=1048576"
 MUST_BE_MET = ("same bytes", "mean IoU agreement", "nail masks equal")
 
 
@@ -64,6 +70,10 @@ def test_quick_run_prints_every_figure(tmp_path):
         assert row[2] not in ("", "nan"), row
         if any(key in figure for key in MUST_BE_MET):
             assert row[6] == "yes", row
+        if "process options off" in figure:
+            assert row[7].endswith("process options: none"), row
+        if figure.startswith(OPTIONS_ON_ROWS) and sys.platform.startswith("linux"):
+            assert row[7].endswith(OPTIONS_ON_NOTE), row
     assert "### " in done.stdout and "versions:" in done.stdout and "machine:" in done.stdout
 
 
