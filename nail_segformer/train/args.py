@@ -302,13 +302,40 @@ class NailTrainingArguments(TrainingArguments):
             "True makes DDP search the graph for unused ones at every step."
         },
     )
-    dataloader_pin_memory: bool = field(
-        default_factory=_cuda_available,
+    dataloader_pin_memory: bool | None = field(
+        default=None,
         metadata={"help": "Pin batches in page-locked memory (default: when a GPU is present)."},
     )
     dataloader_num_workers: int = field(
         default=2, metadata={"help": "Data loading worker processes."}
     )
+    dataloader_persistent_workers: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Keep the data-loading workers between epochs (default: on when "
+            "--dataloader_num_workers > 0). Off, a small data set restarts them every few steps "
+            "and the first batch of each epoch waits for them."
+        },
+    )
+    disable_tqdm: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Hide the progress bar (default: when the output is not a terminal; the log "
+            "then gets a progress line with steps per second and time left every logging_steps)."
+        },
+    )
+
+    def __post_init__(self):
+        # Defaults that depend on the machine or on other flags, resolved before
+        # TrainingArguments checks combinations. (HfArgumentParser ignores default_factory on
+        # bool fields, so None stands for "decide here".)
+        if self.dataloader_pin_memory is None:
+            self.dataloader_pin_memory = _cuda_available()
+        if self.dataloader_persistent_workers is None:
+            self.dataloader_persistent_workers = self.dataloader_num_workers > 0  # needs workers
+        if self.disable_tqdm is None:
+            self.disable_tqdm = not sys.stderr.isatty()
+        super().__post_init__()
 
 
 # --------------------------------------------------------------------------- parsing
