@@ -309,8 +309,8 @@ class NailTrainingArguments(TrainingArguments):
             "True makes DDP search the graph for unused ones at every step."
         },
     )
-    dataloader_pin_memory: bool = field(
-        default_factory=_cuda_available,
+    dataloader_pin_memory: bool | None = field(
+        default=None,
         metadata={"help": "Pin batches in page-locked memory (default: when a GPU is present)."},
     )
     dataloader_num_workers: int = field(
@@ -334,8 +334,32 @@ class NailTrainingArguments(TrainingArguments):
             "choices": list(NO_DECAY_RULES),
         },
     )
+    dataloader_persistent_workers: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Keep the data-loading workers between epochs (default: on when "
+            "--dataloader_num_workers > 0). Off, a small data set restarts them every few steps "
+            "and the first batch of each epoch waits for them."
+        },
+    )
+    disable_tqdm: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Hide the progress bar (default: when the output is not a terminal; the log "
+            "then gets a progress line with steps per second and time left every logging_steps)."
+        },
+    )
 
     def __post_init__(self):
+        # Defaults that depend on the machine or on other flags, resolved before
+        # TrainingArguments checks combinations. (HfArgumentParser ignores default_factory on
+        # bool fields, so None stands for "decide here".)
+        if self.dataloader_pin_memory is None:
+            self.dataloader_pin_memory = _cuda_available()
+        if self.dataloader_persistent_workers is None:
+            self.dataloader_persistent_workers = self.dataloader_num_workers > 0  # needs workers
+        if self.disable_tqdm is None:
+            self.disable_tqdm = not sys.stderr.isatty()
         if self.head_lr_multiplier is not None and not self.head_lr_multiplier > 0:
             raise ValueError(f"--head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
         if self.no_weight_decay_for is not None and self.no_weight_decay_for not in NO_DECAY_RULES:

@@ -28,6 +28,7 @@ from nail_segformer.train.build import (
     ensure_data,
     load_data,
 )
+from nail_segformer.train.progress import ProgressLogCallback
 from nail_segformer.train.run_dir import RUN_ARGS_NAME, TRAINING_FAILURES_NAME
 from nail_segformer.train.trainer import StopOnSignal
 
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         model, processor, dataset_dict, data_args, model_args, training_args, card.write
     )
     card.optimizer_recipe = trainer.optimizer_recipe
+    trainer.add_callback(ProgressLogCallback())
     stopper = StopOnSignal()
     trainer.add_callback(stopper)
     failure_log = Path(training_args.output_dir) / TRAINING_FAILURES_NAME
