@@ -219,6 +219,17 @@ def test_confusion_matrix_same_for_torch_and_numpy():
     np.testing.assert_array_equal(from_numpy, from_torch)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int32, np.float32])
+def test_confusion_matrix_same_for_every_map_dtype(dtype):
+    predictions, references = _random_maps(8, num_labels=2)
+    predictions, references = np.stack(predictions), np.stack(references)
+    expected = compute_confusion_matrix(predictions, references, 2)
+    counted = compute_confusion_matrix(predictions.astype(dtype), references.astype(dtype), 2)
+    np.testing.assert_array_equal(counted, expected)
+    as_bool = compute_confusion_matrix(predictions.astype(bool), references.astype(dtype), 2)
+    np.testing.assert_array_equal(as_bool, expected)
+
+
 @pytest.mark.parametrize("ignored_value", [255, -100, 7])
 def test_confusion_matrix_skips_ignored_and_out_of_range_labels(ignored_value):
     references = np.array([[0, 1, ignored_value]])
