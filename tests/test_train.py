@@ -1,7 +1,9 @@
 """Arguments, output-folder rules, and an end-to-end tiny training run."""
 
+import inspect
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -253,6 +255,29 @@ def test_end_to_end_metrics_are_complete_and_in_range(tiny_run_dir):
         ):
             value = results[f"{split}_{key}"]
             assert 0.0 <= value <= 1.0 and not math.isnan(value), (split, key, value)
+
+
+def test_training_scores_through_the_bundled_evaluate_module(
+    tiny_run_dir, synthetic_root, tmp_path
+):
+    import evaluate
+
+    from nail_segformer.metrics import MEAN_IOU_MODULE, StreamingSegmentationMetrics
+    from nail_segformer.train import build
+
+    data_args, model_args, training_args = train.parse_args(
+        ["--data_root", str(synthetic_root), "--model_name_or_path", str(tiny_run_dir)]
+        + ["--output_dir", str(tmp_path / "eval"), "--use_cpu", "true"]
+    )
+    dataset_dict, _ = build.load_data(data_args, str(tmp_path), resuming=False, write=False)
+    model, processor = build.build_model_and_processor(model_args, data_args, training_args.seed)
+    trainer, _ = build.build_trainer(
+        model, processor, dataset_dict, data_args, model_args, training_args, card_writer=None
+    )
+    hook = trainer.compute_metrics
+    assert isinstance(hook, StreamingSegmentationMetrics) and training_args.batch_eval_metrics
+    assert isinstance(hook.metric, evaluate.EvaluationModule)
+    assert Path(inspect.getsourcefile(type(hook.metric))).read_text() == MEAN_IOU_MODULE.read_text()
 
 
 def test_end_to_end_loss_goes_down(tiny_run_dir):

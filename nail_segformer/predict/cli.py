@@ -115,8 +115,8 @@ class _Run:
             record.update(self.writer.write_images(item, image, prediction.mask))
             if self.evaluation is not None:
                 mask_path = self.masks.find(item.category, item.path.stem)
-                iou = self.evaluation.add(str(item.path), prediction.mask, mask_path)
-                record["iou_nail"] = round(iou, 6)
+                figures = self.evaluation.add(str(item.path), prediction.mask, mask_path)
+                record["iou_nail"] = round(figures["iou_nail"], 6)
             self.n_done += 1
         except (OSError, LookupError, ValueError) as err:
             record["error"] = str(err)
@@ -165,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             _predict_all(predictor, items, state, progress)
     print(f"{state.n_done} of {len(items)} photo(s) done; outputs in {args.output}")
     if state.evaluation is not None:
-        print(format_report(state.evaluation, args.worst))
+        metrics = state.evaluation.metrics()
+        print(format_report(state.evaluation, args.worst, metrics))
         report = {
-            "metrics": state.evaluation.metrics(),
+            "metrics": metrics,
             "per_image": state.evaluation.per_image_records(),
         }
         Path(args.output, "metrics.json").write_text(json.dumps(report, indent=2))
