@@ -1,5 +1,5 @@
 """Tests for nail_segformer.metrics' pixel metrics, the bundled mean_iou evaluate module and the
-Trainer hook that streams counts through it.
+Trainer hook that streams counts through it (nails and boundaries: test_nail_metrics.py).
 
 The reference numbers come from ``_brute_force_scores``: explicit per-pixel loops that collect the
 pixel coordinates of each class into sets, independent of the bincount-based implementations, and
@@ -558,7 +558,10 @@ def test_hook_reset_drops_an_interrupted_evaluation():
 
 def test_segmentation_counts_survive_the_module_row_format():
     predictions, references = _random_maps(9, num_images=3, num_labels=2)
-    per_image = [compute_counts(p, r, 2) for p, r in zip(predictions, references, strict=True)]
+    per_image = [
+        compute_counts(p, r, 2, min_nail_area=1)
+        for p, r in zip(predictions, references, strict=True)
+    ]
     rows = [counts.to_row() for counts in per_image]
     columns = {key: [row[key] for row in rows] for key in rows[0]}
     summed = SegmentationCounts.from_columns(columns)

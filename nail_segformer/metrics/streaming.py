@@ -73,7 +73,7 @@ class StreamingSegmentationMetrics:
     the logits (N, C, h, w) to the label size (N, H, W) exactly like
     ``SegformerImageProcessor.post_process_semantic_segmentation`` (bilinear,
     ``align_corners=False``), argmaxes, turns the maps into counts
-    (:func:`~nail_segformer.metrics.compute_counts`) and adds
+    (:func:`~nail_segformer.metrics.compute_counts`: pixels, nails, boundary bands) and adds
     them to :attr:`metric`, the ``mean_iou`` evaluate module in its ``counts`` configuration.
     The last call returns ``metric.compute()``, which also empties it for the next evaluation.
     Called without ``compute_result`` (default Trainer mode, whole eval set as numpy arrays)
@@ -91,7 +91,8 @@ class StreamingSegmentationMetrics:
     Args:
         id2label: Class id -> name for every class; names become metric key parts.
         ignore_index: Label value to skip; the Trainer's -100 padding is always skipped.
-        positive_label: Class id that also gets Dice/precision/recall; None skips them.
+        positive_label: The nail class (components, boundary); None scores pixels only.
+        min_nail_area: Smallest nail in pixels; None uses 0.01% of the label map's pixels.
     """
 
     def __init__(
@@ -99,10 +100,12 @@ class StreamingSegmentationMetrics:
         id2label: Mapping[int, str],
         ignore_index: int = IGNORE_INDEX,
         positive_label: int | None = NAIL,
+        min_nail_area: int | None = None,
     ) -> None:
         self.id2label = _check_id2label(id2label)
         self.ignore_index = ignore_index
         self.positive_label = positive_label
+        self.min_nail_area = min_nail_area
         self.metric = load_mean_iou(COUNTS_CONFIG, keep_in_memory=True)
 
     def __call__(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
@@ -136,7 +139,14 @@ class StreamingSegmentationMetrics:
             self.metric.compute(id2label=self.id2label, positive_label=self.positive_label)
 
     def _add(self, predictions: torch.Tensor, labels: torch.Tensor) -> None:
-        counts = compute_counts(predictions, labels, len(self.id2label), self.ignore_index)
+        counts = compute_counts(
+            predictions,
+            labels,
+            len(self.id2label),
+            self.ignore_index,
+            self.positive_label,
+            self.min_nail_area,
+        )
         self.metric.add_batch(**{name: [value] for name, value in counts.to_row().items()})
 
     def _update(self, predictions: torch.Tensor, labels: torch.Tensor) -> None:

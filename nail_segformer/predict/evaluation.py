@@ -3,7 +3,8 @@
 Masks pair with photos by category folder and file stem, case-insensitively and whatever the
 extension, exactly as in :mod:`nail_segformer.data`, and are read with the same loader (any mask
 mode to {0, 1}). Scoring uses the training metric's code: each photo becomes
-:func:`nail_segformer.metrics.compute_counts`, its own figures come from
+:func:`nail_segformer.metrics.compute_counts` (pixels, nails with the predictor's minimum nail
+area, boundary bands), its own figures come from
 :func:`~nail_segformer.metrics.compute_metrics_from_counts`, and the data-set figures from the
 bundled ``mean_iou`` evaluate module fed every photo's counts, as in training. The comparison is
 at the photo's own size, where training's validation compares at the processor size; the two
@@ -74,13 +75,25 @@ class MaskLookup:
 
 
 # Per-photo fields of predictions.jsonl/csv that an evaluation adds (see outputs.RECORD_FIELDS).
-PER_PHOTO_FIELDS = ("iou_nail", "true_nail_pixels", "predicted_nail_pixels")
+PER_PHOTO_FIELDS = (
+    "iou_nail",
+    "boundary_iou_nail",
+    "true_nails",
+    "matched_nails",
+    "true_nail_pixels",
+    "predicted_nail_pixels",
+)
 
 
 class Evaluation:
-    """Counts of evaluated photos: each photo's figures, and the data-set metrics of them all."""
+    """Counts of evaluated photos: each photo's figures, and the data-set metrics of them all.
 
-    def __init__(self):
+    Args:
+        min_nail_area: smallest nail in pixels, the predictor's (None: 0.01% of each photo).
+    """
+
+    def __init__(self, min_nail_area: int | None = None):
+        self.min_nail_area = min_nail_area
         self.per_image: list[dict] = []  # file and PER_PHOTO_FIELDS
         self._counts: list[SegmentationCounts] = []  # a few integers per photo
 
@@ -101,10 +114,15 @@ class Evaluation:
                 f"{mask.shape[1]}x{mask.shape[0]} (after EXIF rotation); re-export the mask at "
                 "the photo's size"
             )
-        counts = compute_counts(mask, labels, len(ID2LABEL), IGNORE_INDEX)
+        counts = compute_counts(
+            mask, labels, len(ID2LABEL), IGNORE_INDEX, NAIL, min_nail_area=self.min_nail_area
+        )
         metrics = compute_metrics_from_counts(counts, ID2LABEL)
         figures = {
             "iou_nail": metrics["iou_nail"],
+            "boundary_iou_nail": metrics["boundary_iou_nail"],
+            "true_nails": int(counts.true_nails.sum()),
+            "matched_nails": int(counts.matched_nails.sum()),
             "true_nail_pixels": int(counts.confusion[NAIL].sum()),
             "predicted_nail_pixels": int(counts.confusion[:, NAIL].sum()),
         }
@@ -134,20 +152,22 @@ class Evaluation:
 
 
 def format_report(evaluation: Evaluation, worst: int, metrics: dict[str, float]) -> str:
-    """The metrics table, then the ``worst`` photos by nail IoU."""
+    """The metrics table, then the ``worst`` photos by nail IoU and by boundary IoU."""
     width = max(map(len, HEADLINE_METRICS)) + 2
     lines = [f"evaluated {len(evaluation.per_image)} photo(s)", f"{'metric':<{width}}{'value':>10}"]
     lines += [f"{key:<{width}}{metrics[key]:>10.4f}" for key in HEADLINE_METRICS]
-    rows = evaluation.worst(worst)
-    if rows:
+    for key, title in (("iou_nail", "nail IoU"), ("boundary_iou_nail", "boundary IoU")):
+        rows = evaluation.worst(worst, key)
+        if not rows:
+            continue
         lines += [
             "",
-            f"worst {len(rows)} by nail IoU:",
-            f"{'iou_nail':>10}{'true px':>10}{'pred px':>10}  file",
+            f"worst {len(rows)} by {title}:",
+            f"{'iou_nail':>10}{'boundary':>10}{'nails':>8}{'found':>7}  file",
         ]
         lines += [
-            f"{r['iou_nail']:>10.4f}{r['true_nail_pixels']:>10}{r['predicted_nail_pixels']:>10}"
-            f"  {r['file']}"
+            f"{r['iou_nail']:>10.4f}{r['boundary_iou_nail']:>10.4f}{r['true_nails']:>8}"
+            f"{r['matched_nails']:>7}  {r['file']}"
             for r in rows
         ]
     return "\n".join(lines)

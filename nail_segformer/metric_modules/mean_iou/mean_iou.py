@@ -8,7 +8,7 @@ Load it offline with ``evaluate.load(<path to this file or its folder>)``
 - ``counts``: streaming. Each example is a ``nail_segformer.metrics.SegmentationCounts`` row (a
   few integers per image or batch, from ``compute_counts``), so memory stays flat however many
   images are added; ``compute()`` returns every metric of the package (pixel IoU, Dice,
-  precision, recall, accuracy). The Trainer hook of nail_segformer uses it.
+  precision, recall, nail detection, boundary IoU). The Trainer hook of nail_segformer uses it.
 
 ``evaluate`` copies this script into its modules cache and imports it from there, so it imports
 the installed ``nail_segformer`` absolutely, never relatively: the formulas live there once.
@@ -37,8 +37,9 @@ all images before dividing (dataset-level IoU, not a mean of per-image IoUs). Pi
 reference equals `ignore_index` are dropped. A class absent from both predictions and references
 has IoU 0/0 = NaN and is left out of the mean (nanmean); the same holds for accuracies.
 
-The `counts` configuration takes nail_segformer's per-image counts instead of maps and names
-every class's figures.
+The `counts` configuration takes nail_segformer's per-image counts instead of maps and also
+reports per-nail detection (nails = 8-connected components, matched one to one at IoU >= 0.5)
+and boundary IoU (Cheng et al., CVPR 2021; inner bands of 2% of the image diagonal).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -57,11 +58,11 @@ Args (configuration `default`):
         `label_map`. Predictions are never changed.
 
 Args (configuration `counts`):
-    confusion, images: the fields of `SegmentationCounts.to_row()`, one row per image or
-        batch, e.g. `module.add_batch(**{k: [v] for k, v in row.items()})`.
+    confusion, boundary_intersection, boundary_union, true_nails, predicted_nails,
+    matched_nails, count_error, images: the fields of `SegmentationCounts.to_row()`, one
+        row per image or batch, e.g. `module.add_batch(**{k: [v] for k, v in row.items()})`.
     id2label (`dict[int, str]`, *optional*): class names, default {0: background, 1: nail}.
-    positive_label (`int` or None, default 1): the class that also gets Dice, precision and
-        recall; None skips them.
+    positive_label (`int` or None, default 1): the nail class; None gives pixel metrics only.
 
 Returns (configuration `default`):
     `dict`:
@@ -76,7 +77,7 @@ they add to no class area, so such a reference pixel still counts its prediction
 
 Returns (configuration `counts`): the finite floats of
     `nail_segformer.metrics.compute_metrics_from_counts` (`iou_nail`, `mean_iou`,
-    `nail_dice`, ...).
+    `boundary_iou_nail`, `nail_detection_f1`, ...).
 
 Examples:
     >>> import numpy as np
@@ -89,7 +90,15 @@ Examples:
     0.5
 """
 
-_CITATION = ""
+_CITATION = """\
+@inproceedings{cheng2021boundary,
+  title={Boundary {IoU}: Improving Object-Centric Image Segmentation Evaluation},
+  author={Cheng, Bowen and Girshick, Ross and Doll{\\'a}r, Piotr and Berg, Alexander C. and
+          Kirillov, Alexander},
+  booktitle={CVPR},
+  year={2021}
+}
+"""
 
 
 def _remap(reference: np.ndarray, label_map: dict) -> np.ndarray:
@@ -184,7 +193,10 @@ class MeanIoU(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=features,
-            reference_urls=["https://en.wikipedia.org/wiki/Jaccard_index"],
+            reference_urls=[
+                "https://en.wikipedia.org/wiki/Jaccard_index",
+                "https://arxiv.org/abs/2103.16562",
+            ],
         )
 
     def _compute(self, **inputs):
@@ -209,6 +221,28 @@ class MeanIoU(evaluate.Metric):
             results = {key: np.nan_to_num(value, nan=nan_to_num) for key, value in results.items()}
         return results
 
-    def _compute_counts(self, confusion, images, id2label=None, positive_label=NAIL):
-        counts = SegmentationCounts.from_columns({"confusion": confusion, "images": images})
+    def _compute_counts(
+        self,
+        confusion,
+        boundary_intersection,
+        boundary_union,
+        true_nails,
+        predicted_nails,
+        matched_nails,
+        count_error,
+        images,
+        id2label=None,
+        positive_label=NAIL,
+    ):
+        columns = {
+            "confusion": confusion,
+            "boundary_intersection": boundary_intersection,
+            "boundary_union": boundary_union,
+            "true_nails": true_nails,
+            "predicted_nails": predicted_nails,
+            "matched_nails": matched_nails,
+            "count_error": count_error,
+            "images": images,
+        }
+        counts = SegmentationCounts.from_columns(columns)
         return compute_metrics_from_counts(counts, id2label or ID2LABEL, positive_label)
