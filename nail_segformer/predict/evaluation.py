@@ -74,7 +74,8 @@ class MaskLookup:
         return files[0]
 
 
-# Per-photo fields of predictions.jsonl/csv that an evaluation adds (see outputs.RECORD_FIELDS).
+# Each evaluated photo's figures, as metrics.json lists them; the first four also go into its
+# line of predictions.jsonl/csv (outputs.RECORD_FIELDS).
 PER_PHOTO_FIELDS = (
     "iou_nail",
     "boundary_iou_nail",
