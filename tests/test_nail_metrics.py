@@ -216,3 +216,9 @@ def test_streaming_hook_equals_one_shot_for_nail_metrics():
     assert streamed == expected
     true_nails = sum(streamed[f"true_nails_{size}"] for size in SIZE_BUCKETS)
     assert true_nails >= 6 and 0 < streamed["nail_detection_recall"] < 1  # not a trivial case
+
+
+@pytest.mark.parametrize("score", [match_nails, boundary_counts])
+def test_masks_of_different_shapes_are_refused(score):
+    with pytest.raises(ValueError, match="resize the prediction"):
+        score(np.zeros((8, 8)), np.zeros((8, 9)))

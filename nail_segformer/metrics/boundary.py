@@ -16,7 +16,7 @@ import math
 import cv2
 import numpy as np
 
-from nail_segformer.metrics.nails import _as_bool
+from nail_segformer.metrics.nails import _as_bool, _mask_pair
 
 __all__ = ["BOUNDARY_DILATION_RATIO", "boundary_width", "inner_boundary", "boundary_counts"]
 
@@ -61,12 +61,7 @@ def boundary_counts(
     Raises:
         ValueError: If the shapes differ.
     """
-    predicted, true = _as_bool(predicted), _as_bool(true)
-    if predicted.shape != true.shape:
-        raise ValueError(
-            f"predicted mask shape {predicted.shape} != true mask shape {true.shape}; resize "
-            "the prediction to the mask's size first"
-        )
+    predicted, true = _mask_pair(predicted, true)
     predicted_band = inner_boundary(predicted, width)
     true_band = inner_boundary(true, width)
     return (

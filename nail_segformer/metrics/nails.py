@@ -47,6 +47,17 @@ def _as_bool(mask: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(mask) if mask.dtype == bool else mask > 0
 
 
+def _mask_pair(predicted: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks as bool arrays, after checking that their shapes agree."""
+    predicted, true = _as_bool(predicted), _as_bool(true)
+    if predicted.shape != true.shape:
+        raise ValueError(
+            f"predicted mask shape {predicted.shape} != true mask shape {true.shape}; resize "
+            "the prediction to the mask's size first"
+        )
+    return predicted, true
+
+
 def default_min_nail_area(height: int, width: int) -> int:
     """Smallest component counted as a nail: 0.01% of the image's pixels, at least 1 pixel."""
     return max(1, math.ceil(MIN_NAIL_AREA_FRACTION * height * width))
@@ -130,12 +141,7 @@ def match_nails(
     Raises:
         ValueError: If the shapes differ.
     """
-    predicted, true = _as_bool(predicted), _as_bool(true)
-    if predicted.shape != true.shape:
-        raise ValueError(
-            f"predicted mask shape {predicted.shape} != true mask shape {true.shape}; resize "
-            "the prediction to the mask's size first"
-        )
+    predicted, true = _mask_pair(predicted, true)
     true_labels, true_areas = label_nails(true, min_area)
     predicted_labels, predicted_areas = label_nails(predicted, min_area)
     n_true, n_predicted = len(true_areas), len(predicted_areas)
