@@ -1,13 +1,16 @@
-"""Tests for nail_segformer.metrics and the bundled mean_iou evaluate module.
+"""Tests for nail_segformer.metrics' pixel metrics, the bundled mean_iou evaluate module and the
+Trainer hook that streams counts through it (nails and boundaries: test_nail_metrics.py).
 
 The reference numbers come from ``_brute_force_scores``: explicit per-pixel loops that collect the
-pixel coordinates of each class into sets, independent of the bincount-based implementations.
+pixel coordinates of each class into sets, independent of the bincount-based implementations, and
+from ``_hub_mean_iou``, the Hub ``mean_iou`` script's histogram algorithm restated.
 """
 
 import inspect
 import json
 import logging
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,11 +20,15 @@ import torch.nn.functional as F
 from transformers.trainer_utils import EvalPrediction
 
 from nail_segformer.metrics import (
+    COUNTS_CONFIG,
     MEAN_IOU_MODULE,
     ConfusionMatrixAccumulator,
+    SegmentationCounts,
     StreamingSegmentationMetrics,
     compute_confusion_matrix,
+    compute_counts,
     compute_metrics_from_confusion,
+    compute_metrics_from_counts,
     load_mean_iou,
 )
 
@@ -44,6 +51,42 @@ EXPECTED_KEYS = {
 @pytest.fixture(scope="module")
 def mean_iou():
     return load_mean_iou(keep_in_memory=True)
+
+
+@pytest.fixture(scope="module")
+def mean_iou_counts():
+    return load_mean_iou(COUNTS_CONFIG, keep_in_memory=True)
+
+
+def _hub_mean_iou(predictions, references, num_labels, ignore_index, label_map=None, reduce=False):
+    """The Hub mean_iou script's algorithm: class histograms of each map, summed, then ratios."""
+    bins = {"bins": num_labels, "range": (0, num_labels - 1)}
+    intersect, predicted, labelled = (np.zeros(num_labels) for _ in range(3))
+    for prediction, reference in zip(predictions, references, strict=True):
+        prediction, label = np.array(prediction), np.array(reference)
+        if label_map:
+            original = label.copy()
+            for old, new in label_map.items():
+                label[original == old] = new
+        if reduce:
+            label[label == 0] = 255
+            label = label - 1
+            label[label == 254] = 255
+        kept = label != ignore_index
+        prediction, label = prediction[kept], label[kept]
+        intersect += np.histogram(prediction[prediction == label], **bins)[0]
+        predicted += np.histogram(prediction, **bins)[0]
+        labelled += np.histogram(label, **bins)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = intersect / (predicted + labelled - intersect)
+        accuracy = intersect / labelled
+        return {
+            "mean_iou": np.nanmean(iou),
+            "mean_accuracy": np.nanmean(accuracy),
+            "overall_accuracy": intersect.sum() / labelled.sum(),
+            "per_category_iou": iou,
+            "per_category_accuracy": accuracy,
+        }
 
 
 def _brute_force_scores(predictions, references, num_labels, ignore_index):
@@ -184,6 +227,86 @@ def test_module_label_map_applies_all_entries_at_once(mean_iou):
     np.testing.assert_allclose(results["per_category_iou"], expected["per_category_iou"])
 
 
+def test_module_counts_out_of_range_values_like_the_hub_script(mean_iou):
+    # A reference outside the classes (7) still counts its prediction's area, and a prediction
+    # outside them (2, 5) still counts its reference's area, as the Hub's histograms do.
+    predictions = [np.array([[0, 1, 2], [1, 5, 0]]), np.array([[1, 1], [0, 0]])]
+    references = [np.array([[0, 7, 1], [1, 1, 255]]), np.array([[1, 0], [7, 0]])]
+    ours = mean_iou.compute(
+        predictions=predictions, references=references, num_labels=2, ignore_index=255
+    )
+    hub = _hub_mean_iou(predictions, references, 2, 255)
+    for key, value in hub.items():
+        np.testing.assert_allclose(ours[key], value, rtol=0, atol=1e-15, err_msg=key)
+
+
+# Hand-made maps: 0 background, 1 nail, 255 ignore; the second image is the first turned round.
+_PREDICTED = np.array([[0, 0, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [1, 0, 0, 0, 0]])
+_TRUE = np.array([[0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [255, 0, 1, 255, 0], [0, 0, 0, 0, 255]])
+# The same truth in a data set whose 0 means "unlabelled": 1 background, 2 nail.
+_TRUE_UNLABELLED_ZERO = np.where(_TRUE == 255, 255, _TRUE + 1)
+_TRUE_UNLABELLED_ZERO[1, 1] = _TRUE_UNLABELLED_ZERO[3, 0] = 0
+HAND_MADE_CASES = {
+    "ignore index": ({}, _TRUE, 2),
+    "absent class": ({}, _TRUE, 3),
+    "label_map swap": ({"label_map": {0: 1, 1: 0}}, _TRUE, 2),
+    "reduce_labels": ({"reduce_labels": True}, _TRUE_UNLABELLED_ZERO, 2),
+}
+
+
+def _as_the_hub_reads(reference, label_map=None, reduce_labels=False):
+    """The reference after the Hub script's label_map and reduce_labels steps."""
+    reference = reference.copy()
+    if label_map:
+        original = reference.copy()
+        for old, new in label_map.items():
+            reference[original == old] = new
+    if reduce_labels:
+        reference = np.where((reference == 0) | (reference == 255), 255, reference - 1)
+    return reference
+
+
+@pytest.mark.parametrize("case", list(HAND_MADE_CASES))
+def test_counts_form_equals_maps_form_equals_the_hub(mean_iou, mean_iou_counts, case):
+    options, truth, num_labels = HAND_MADE_CASES[case]
+    predictions, references = [_PREDICTED, np.rot90(_PREDICTED, 2)], [truth, np.rot90(truth, 2)]
+    maps = mean_iou.compute(
+        predictions=predictions,
+        references=references,
+        num_labels=num_labels,
+        ignore_index=255,
+        **options,
+    )
+    hub = _hub_mean_iou(
+        predictions,
+        references,
+        num_labels,
+        255,
+        options.get("label_map"),
+        options.get("reduce_labels", False),
+    )
+    for prediction, reference in zip(predictions, references, strict=True):
+        counts = compute_counts(prediction, _as_the_hub_reads(reference, **options), num_labels)
+        mean_iou_counts.add_batch(**{key: [value] for key, value in counts.to_row().items()})
+    id2label = ID2LABEL_3 if num_labels == 3 else ID2LABEL
+    counted = mean_iou_counts.compute(id2label=id2label)
+
+    for key in ("mean_iou", "mean_accuracy", "overall_accuracy"):
+        assert counted[key] == pytest.approx(maps[key], abs=1e-15) == hub[key], key
+    for index, name in id2label.items():
+        hub_iou = hub["per_category_iou"][index]
+        np.testing.assert_equal(maps["per_category_iou"][index], hub_iou)
+        # The counts form reports a class absent from both as 1.0 (finite), the Hub as NaN.
+        assert counted[f"iou_{name}"] == pytest.approx(1.0 if math.isnan(hub_iou) else hub_iou)
+    if case == "absent class":
+        assert math.isnan(maps["per_category_iou"][2]) and counted["iou_skin"] == 1.0
+
+
+def test_counts_form_of_an_unknown_configuration_is_refused():
+    with pytest.raises(ValueError, match="valid: .*'counts'"):
+        load_mean_iou("count", keep_in_memory=True)
+
+
 # --- confusion matrix and metrics -----------------------------------------------------------------
 
 
@@ -217,6 +340,17 @@ def test_confusion_matrix_same_for_torch_and_numpy():
         torch.from_numpy(predictions), torch.from_numpy(references), 3
     )
     np.testing.assert_array_equal(from_numpy, from_torch)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int32, np.float32])
+def test_confusion_matrix_same_for_every_map_dtype(dtype):
+    predictions, references = _random_maps(8, num_labels=2)
+    predictions, references = np.stack(predictions), np.stack(references)
+    expected = compute_confusion_matrix(predictions, references, 2)
+    counted = compute_confusion_matrix(predictions.astype(dtype), references.astype(dtype), 2)
+    np.testing.assert_array_equal(counted, expected)
+    as_bool = compute_confusion_matrix(predictions.astype(bool), references.astype(dtype), 2)
+    np.testing.assert_array_equal(as_bool, expected)
 
 
 @pytest.mark.parametrize("ignored_value", [255, -100, 7])
@@ -350,7 +484,7 @@ def test_streaming_hook_equals_one_shot_and_evaluate_module(mean_iou):
     all_logits = torch.cat([logits for logits, _ in batches]).numpy()
     all_labels = torch.cat([labels for _, labels in batches]).numpy()
     one_shot = StreamingSegmentationMetrics(ID2LABEL)((all_logits, all_labels))
-    assert metrics == pytest.approx(one_shot)
+    assert metrics == one_shot
 
     predicted = _upsampled_argmax(torch.from_numpy(all_logits), all_labels.shape[-2:]).numpy()
     references = np.where(all_labels < 0, 255, all_labels)  # the module's uint16 has no -100
@@ -373,10 +507,69 @@ def test_hook_upsamples_like_the_image_processor():
     maps = SegformerImageProcessorPil().post_process_semantic_segmentation(
         SimpleNamespace(logits=logits), target_sizes=[tuple(labels.shape[-2:])] * len(labels)
     )
-    expected = compute_metrics_from_confusion(
-        compute_confusion_matrix(torch.stack(maps), labels, 2), ID2LABEL
-    )
+    expected = compute_metrics_from_counts(compute_counts(torch.stack(maps), labels, 2), ID2LABEL)
     assert StreamingSegmentationMetrics(ID2LABEL)(EvalPrediction(logits, labels)) == expected
+
+
+def test_hook_scores_through_the_evaluate_module_one_row_of_counts_per_batch(monkeypatch):
+    import evaluate
+
+    hook = StreamingSegmentationMetrics(ID2LABEL)
+    assert isinstance(hook.metric, evaluate.EvaluationModule)
+    assert hook.metric.config_name == COUNTS_CONFIG
+    # evaluate imports a copy of the bundled script from its modules cache.
+    source = Path(inspect.getsourcefile(type(hook.metric))).read_text()
+    assert source == MEAN_IOU_MODULE.read_text()
+    added = []
+    add_batch = hook.metric.add_batch
+    monkeypatch.setattr(
+        hook.metric, "add_batch", lambda **rows: added.append(rows) or add_batch(**rows)
+    )
+    batches = _random_eval_batches(5, batch_sizes=(2, 3, 2))
+    for step, batch in enumerate(batches):
+        metrics = hook(EvalPrediction(*batch), compute_result=step == len(batches) - 1)
+    # A few integers per batch, whatever the batch and image size: never the maps.
+    assert [len(rows["confusion"]) for rows in added] == [1, 1, 1]
+    assert all(len(rows["confusion"][0]) == 4 for rows in added)
+    assert len(hook.metric) == 0  # compute() emptied it for the next evaluation
+    assert metrics["iou_nail"] == pytest.approx(
+        compute_metrics_from_confusion(
+            sum(
+                compute_confusion_matrix(_upsampled_argmax(logits, labels.shape[-2:]), labels, 2)
+                for logits, labels in batches
+            ),
+            ID2LABEL,
+        )["iou_nail"],
+        abs=0,
+    )
+
+
+def test_hook_reset_drops_an_interrupted_evaluation():
+    interrupted, first, second = _random_eval_batches(6, batch_sizes=(2, 2, 2))
+    hook = StreamingSegmentationMetrics(ID2LABEL)
+    hook(EvalPrediction(*interrupted), compute_result=False)
+    hook.reset()
+    hook(EvalPrediction(*first), compute_result=False)
+    after_reset = hook(EvalPrediction(*second), compute_result=True)
+    fresh = StreamingSegmentationMetrics(ID2LABEL)
+    fresh(EvalPrediction(*first), compute_result=False)
+    assert after_reset == fresh(EvalPrediction(*second), compute_result=True)
+
+
+def test_segmentation_counts_survive_the_module_row_format():
+    predictions, references = _random_maps(9, num_images=3, num_labels=2)
+    per_image = [
+        compute_counts(p, r, 2, min_nail_area=1)
+        for p, r in zip(predictions, references, strict=True)
+    ]
+    rows = [counts.to_row() for counts in per_image]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    summed = SegmentationCounts.from_columns(columns)
+    expected = per_image[0] + per_image[1] + per_image[2]
+    assert summed.to_row() == expected.to_row()
+    assert expected.images == 3 and expected.confusion.sum() == sum(
+        c.confusion.sum() for c in per_image
+    )
 
 
 def test_hook_takes_first_element_of_prediction_tuple():
@@ -457,11 +650,19 @@ def test_hook_inside_trainer(tmp_path, batch_eval_metrics):
         eval_dataset=dataset,
         compute_metrics=StreamingSegmentationMetrics(ID2LABEL),
     )
+    added = []
+    add_batch = trainer.compute_metrics.metric.add_batch
+    trainer.compute_metrics.metric.add_batch = lambda **rows: (
+        added.append(rows) or add_batch(**rows)
+    )
     metrics = trainer.evaluate()
 
     with torch.no_grad():
         logits = model(pixel_values=pixel_values).logits
-    expected = compute_metrics_from_confusion(
-        compute_confusion_matrix(_upsampled_argmax(logits, (32, 32)), labels, 2), ID2LABEL
-    )
-    assert {key: metrics[f"eval_{key}"] for key in expected} == pytest.approx(expected)
+    maps = _upsampled_argmax(logits, (32, 32))
+    # The pixel metrics of the confusion-matrix implementation, to the last digit.
+    before = compute_metrics_from_confusion(compute_confusion_matrix(maps, labels, 2), ID2LABEL)
+    assert {key: metrics[f"eval_{key}"] for key in before} == before
+    expected = compute_metrics_from_counts(compute_counts(maps, labels, 2), ID2LABEL)
+    assert {key: metrics[f"eval_{key}"] for key in expected} == expected
+    assert len(added) == (3 if batch_eval_metrics else 1)  # 5 images, 2 per batch

@@ -308,6 +308,47 @@ def test_masks_evaluation_equals_the_training_metric(tiny_run_dir, synthetic_roo
     assert predicted == expected
 
 
+def test_masks_records_carry_each_photos_nail_and_boundary_figures(
+    tiny_run_dir, synthetic_root, tmp_path
+):
+    from scipy import ndimage
+
+    from nail_segformer.metrics import compute_counts, compute_metrics_from_counts
+
+    # The tiny model's nails miss the true ones; scored against its own masks grown by 2 px,
+    # its nails are found and its edges are off: figures that tell the fields apart.
+    photos = sorted((synthetic_root / "Images" / "2").iterdir())[:2]
+    argv = ["--model", str(tiny_run_dir), "--input", *map(str, photos), "--overlay_format", "none"]
+    assert main([*argv, "--output", str(tmp_path / "first")]) == 0
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for photo in photos:
+        predicted = np.asarray(Image.open(tmp_path / "first" / "masks" / f"{photo.stem}.png"))
+        grown = ndimage.binary_dilation(predicted > 0, iterations=2)
+        Image.fromarray(grown.astype(np.uint8) * 255).save(masks / f"{photo.stem}.png")
+    out = tmp_path / "out"
+    assert main([*argv, "--masks", str(masks), "--output", str(out)]) == 0
+
+    records = [json.loads(line) for line in (out / "predictions.jsonl").open()]
+    summary = json.loads((out / "metrics.json").read_text())
+    assert len(records) == len(summary["per_image"]) == 2
+    for record in records:
+        predicted = np.asarray(Image.open(out / record["mask"])) // 255
+        truth = load_labels(masks / f"{Path(record['file']).stem}.png")
+        counts = compute_counts(predicted, truth, 2)
+        expected = compute_metrics_from_counts(counts, ID2LABEL)
+        assert record["iou_nail"] == round(expected["iou_nail"], 6)
+        assert record["boundary_iou_nail"] == round(expected["boundary_iou_nail"], 6)
+        assert record["boundary_iou_nail"] <= record["iou_nail"] < 1
+        assert record["true_nails"] == count_nails(truth) > 0
+        assert record["matched_nails"] == counts.matched_nails.sum() > 0
+    # A nail thinner than two band widths is all band; a larger one has an interior.
+    assert any(r["boundary_iou_nail"] < r["iou_nail"] for r in records)
+    # The summary's count error is the mean of the photos' |predicted - true| nails.
+    errors = [abs(r["n_nails"] - r["true_nails"]) for r in records]
+    assert summary["metrics"]["nail_count_error"] == pytest.approx(sum(errors) / len(errors))
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -1,5 +1,6 @@
 """Arguments, output-folder rules, and an end-to-end tiny training run."""
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -9,6 +10,7 @@ import torch
 from support.runs import tiny_run_argv
 
 from nail_segformer import train
+from nail_segformer.metrics import SIZE_BUCKETS
 from nail_segformer.model import build_model
 from nail_segformer.train import run_dir
 from nail_segformer.train.trainer import load_checkpoint_weights
@@ -441,9 +443,41 @@ def test_end_to_end_metrics_are_complete_and_in_range(tiny_run_dir):
             "nail_precision",
             "nail_recall",
             "overall_accuracy",
+            "boundary_iou_nail",
+            "nail_detection_precision",
+            "nail_detection_recall",
+            "nail_detection_f1",
+            "nail_detection_recall_small",
+            "nail_detection_recall_medium",
+            "nail_detection_recall_large",
         ):
             value = results[f"{split}_{key}"]
             assert 0.0 <= value <= 1.0 and not math.isnan(value), (split, key, value)
+        assert results[f"{split}_nail_count_error"] >= 0.0
+        assert sum(results[f"{split}_true_nails_{size}"] for size in SIZE_BUCKETS) > 0
+
+
+def test_training_scores_through_the_bundled_evaluate_module(
+    tiny_run_dir, synthetic_root, tmp_path
+):
+    import evaluate
+
+    from nail_segformer.metrics import MEAN_IOU_MODULE, StreamingSegmentationMetrics
+    from nail_segformer.train import build
+
+    data_args, model_args, training_args = train.parse_args(
+        ["--data_root", str(synthetic_root), "--model_name_or_path", str(tiny_run_dir)]
+        + ["--output_dir", str(tmp_path / "eval"), "--use_cpu", "true"]
+    )
+    dataset_dict, _ = build.load_data(data_args, str(tmp_path), resuming=False, write=False)
+    model, processor = build.build_model_and_processor(model_args, data_args, training_args.seed)
+    trainer, _ = build.build_trainer(
+        model, processor, dataset_dict, data_args, model_args, training_args, card_writer=None
+    )
+    hook = trainer.compute_metrics
+    assert isinstance(hook, StreamingSegmentationMetrics) and training_args.batch_eval_metrics
+    assert isinstance(hook.metric, evaluate.EvaluationModule)
+    assert Path(inspect.getsourcefile(type(hook.metric))).read_text() == MEAN_IOU_MODULE.read_text()
 
 
 def test_end_to_end_loss_goes_down(tiny_run_dir):
@@ -457,6 +491,7 @@ def test_end_to_end_model_card(tiny_run_dir):
     card = (tiny_run_dir / "README.md").read_text()
     assert card.startswith("---\n") and "pipeline_tag: image-segmentation" in card
     assert "iou_nail" in card and "## Usage" in card and "## Licence" in card
+    assert "boundary IoU (nail)" in card and "nail detection F1" in card and "Cheng et al." in card
 
 
 def test_run_output_loads_in_pipeline_and_auto_model(tiny_run_dir, synthetic_root):

@@ -7,7 +7,7 @@ rest go on), predict, write mask, overlay and record, evaluate. Output folder la
     OUTPUT/overlays/...        the photo with nails tinted and outlined (--overlay_format)
     OUTPUT/predictions.jsonl   one record per input (fields: outputs.RECORD_FIELDS)
     OUTPUT/predictions.csv     the same records
-    OUTPUT/metrics.json        with --masks: data-set metrics and per-photo nail IoU
+    OUTPUT/metrics.json        with --masks: data-set metrics and per-photo figures
 """
 
 from __future__ import annotations
@@ -128,10 +128,13 @@ def _load(args) -> tuple[Predictor, MaskLookup | None]:
 class _Run:
     """One command's state: where records go, what failed, what is evaluated."""
 
-    def __init__(self, writer: OutputWriter, masks: MaskLookup | None):
+    def __init__(
+        self, writer: OutputWriter, masks: MaskLookup | None, min_nail_area: int | None = None
+    ):
         self.writer = writer
         self.masks = masks
-        self.evaluation = Evaluation() if masks else None
+        # Nails are counted with the predictor's minimum area, so true and predicted agree.
+        self.evaluation = Evaluation(min_nail_area) if masks else None
         self.failures: list[tuple[str, str]] = []
         self.n_done = 0
 
@@ -154,8 +157,13 @@ class _Run:
             record.update(self.writer.write_images(item, image, prediction.mask))
             if self.evaluation is not None:
                 mask_path = self.masks.find(item.category, item.path.stem)
-                iou = self.evaluation.add(str(item.path), prediction.mask, mask_path)
-                record["iou_nail"] = round(iou, 6)
+                figures = self.evaluation.add(str(item.path), prediction.mask, mask_path)
+                record.update(
+                    iou_nail=round(figures["iou_nail"], 6),
+                    boundary_iou_nail=round(figures["boundary_iou_nail"], 6),
+                    true_nails=figures["true_nails"],
+                    matched_nails=figures["matched_nails"],
+                )
             self.n_done += 1
         except (OSError, LookupError, ValueError) as err:
             record["error"] = str(err)
@@ -199,16 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     skip = [args.output] + ([args.masks] if args.masks else [])
     items, input_failures = expand_inputs(args.input, skip=skip)
     with OutputWriter(args.output, args.overlay_format) as writer:
-        state = _Run(writer, masks)
+        state = _Run(writer, masks, predictor.min_nail_area)
         for name, message in input_failures:
             state.fail(name, message)
         with tqdm(total=len(items), unit="photo", disable=args.no_progress) as progress:
             _predict_all(predictor, items, state, progress)
     print(f"{state.n_done} of {len(items)} photo(s) done; outputs in {args.output}")
     if state.evaluation is not None:
-        print(format_report(state.evaluation, args.worst))
+        metrics = state.evaluation.metrics()
+        print(format_report(state.evaluation, args.worst, metrics))
         report = {
-            "metrics": state.evaluation.metrics(),
+            "metrics": metrics,
             "per_image": state.evaluation.per_image_records(),
         }
         Path(args.output, "metrics.json").write_text(json.dumps(report, indent=2))

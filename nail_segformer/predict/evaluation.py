@@ -2,12 +2,13 @@
 
 Masks pair with photos by category folder and file stem, case-insensitively and whatever the
 extension, exactly as in :mod:`nail_segformer.data`, and are read with the same loader (any mask
-mode to {0, 1}). Counting uses the training metric's code: each photo's confusion matrix comes
-from :func:`nail_segformer.metrics.compute_confusion_matrix`, the function
-``ConfusionMatrixAccumulator.update`` adds up, and the data-set numbers from
-:func:`~nail_segformer.metrics.compute_metrics_from_confusion` over their sum. The comparison is
-at the photo's own size, where the training metric compares at the processor size; the two agree
-exactly on photos already at the processor size.
+mode to {0, 1}). Scoring uses the training metric's code: each photo becomes
+:func:`nail_segformer.metrics.compute_counts` (pixels, nails with the predictor's minimum nail
+area, boundary bands), its own figures come from
+:func:`~nail_segformer.metrics.compute_metrics_from_counts`, and the data-set figures from the
+bundled ``mean_iou`` evaluate module fed every photo's counts, as in training. The comparison is
+at the photo's own size, where training's validation compares at the processor size; the two
+agree exactly on photos already at the processor size.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from nail_segformer.data import (
     load_labels,
 )
 from nail_segformer.metrics import (
+    COUNTS_CONFIG,
     HEADLINE_METRICS,
-    compute_confusion_matrix,
-    compute_metrics_from_confusion,
+    SegmentationCounts,
+    compute_counts,
+    compute_metrics_from_counts,
+    load_mean_iou,
 )
 
-__all__ = ["MaskLookup", "Evaluation", "format_report"]
+__all__ = ["PER_PHOTO_FIELDS", "MaskLookup", "Evaluation", "format_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,15 +74,35 @@ class MaskLookup:
         return files[0]
 
 
+# Each evaluated photo's figures, as metrics.json lists them; the first four also go into its
+# line of predictions.jsonl/csv (outputs.RECORD_FIELDS).
+PER_PHOTO_FIELDS = (
+    "iou_nail",
+    "boundary_iou_nail",
+    "true_nails",
+    "matched_nails",
+    "true_nail_pixels",
+    "predicted_nail_pixels",
+)
+
+
 class Evaluation:
-    """Confusion matrices of evaluated photos: per photo and summed over all of them."""
+    """Counts of evaluated photos: each photo's figures, and the data-set metrics of them all.
 
-    def __init__(self):
-        self.confusion = np.zeros((len(ID2LABEL), len(ID2LABEL)), dtype=np.int64)
-        self.per_image: list[tuple[str, float, int, int]] = []  # file, iou, true px, predicted px
+    Args:
+        min_nail_area: smallest nail in pixels, the predictor's (None: 0.01% of each photo).
+    """
 
-    def add(self, name: str, mask: np.ndarray, mask_path: str | os.PathLike) -> float:
-        """Count one photo's predicted {0, 1} mask against its mask file; return its nail IoU.
+    def __init__(self, min_nail_area: int | None = None):
+        self.min_nail_area = min_nail_area
+        self.per_image: list[dict] = []  # file and PER_PHOTO_FIELDS
+        self._counts: list[SegmentationCounts] = []  # a few integers per photo
+
+    def add(self, name: str, mask: np.ndarray, mask_path: str | os.PathLike) -> dict:
+        """Count one photo's predicted {0, 1} mask against its mask file.
+
+        Returns:
+            The photo's :data:`PER_PHOTO_FIELDS`.
 
         Raises:
             ImageReadError: the mask cannot be decoded.
@@ -91,39 +115,60 @@ class Evaluation:
                 f"{mask.shape[1]}x{mask.shape[0]} (after EXIF rotation); re-export the mask at "
                 "the photo's size"
             )
-        confusion = compute_confusion_matrix(mask, labels, len(ID2LABEL), IGNORE_INDEX)
-        self.confusion += confusion
-        iou = compute_metrics_from_confusion(confusion, ID2LABEL)["iou_nail"]
-        self.per_image.append(
-            (name, iou, int(confusion[NAIL].sum()), int(confusion[:, NAIL].sum()))
+        counts = compute_counts(
+            mask, labels, len(ID2LABEL), IGNORE_INDEX, NAIL, min_nail_area=self.min_nail_area
         )
-        return iou
+        metrics = compute_metrics_from_counts(counts, ID2LABEL)
+        figures = {
+            "iou_nail": metrics["iou_nail"],
+            "boundary_iou_nail": metrics["boundary_iou_nail"],
+            "true_nails": int(counts.true_nails.sum()),
+            "matched_nails": int(counts.matched_nails.sum()),
+            "true_nail_pixels": int(counts.confusion[NAIL].sum()),
+            "predicted_nail_pixels": int(counts.confusion[:, NAIL].sum()),
+        }
+        self._counts.append(counts)
+        self.per_image.append({"file": name, **figures})
+        return figures
 
     def metrics(self) -> dict[str, float]:
-        """Data-set metrics (the keys of ``compute_metrics_from_confusion``)."""
-        return compute_metrics_from_confusion(self.confusion, ID2LABEL)
+        """Data-set metrics (the keys of ``compute_metrics_from_counts``), via the evaluate module.
+
+        With no photo evaluated every value is 0.0 (and a warning is logged), as in training.
+        """
+        if not self._counts:
+            return compute_metrics_from_counts(SegmentationCounts.zeros(len(ID2LABEL)), ID2LABEL)
+        module = load_mean_iou(COUNTS_CONFIG, keep_in_memory=True)
+        rows = [counts.to_row() for counts in self._counts]
+        module.add_batch(**{key: [row[key] for row in rows] for key in rows[0]})
+        return module.compute(id2label=ID2LABEL, positive_label=NAIL)
 
     def per_image_records(self) -> list[dict]:
-        """One dict per evaluated photo: file, nail IoU, true and predicted nail pixels."""
-        keys = ("file", "iou_nail", "true_nail_pixels", "predicted_nail_pixels")
-        return [dict(zip(keys, row, strict=True)) for row in self.per_image]
+        """One dict per evaluated photo: file and :data:`PER_PHOTO_FIELDS`."""
+        return [dict(record) for record in self.per_image]
 
-    def worst(self, n: int) -> list[tuple[str, float, int, int]]:
-        """The ``n`` photos with the lowest nail IoU (ties by name)."""
-        return sorted(self.per_image, key=lambda row: (row[1], row[0]))[:n]
+    def worst(self, n: int, key: str = "iou_nail") -> list[dict]:
+        """The ``n`` photos with the lowest ``key`` (a per-photo field; ties by name)."""
+        return sorted(self.per_image, key=lambda record: (record[key], record["file"]))[:n]
 
 
-def format_report(evaluation: Evaluation, worst: int) -> str:
-    """The metrics table, then the ``worst`` photos by nail IoU."""
-    metrics = evaluation.metrics()
-    lines = [f"evaluated {len(evaluation.per_image)} photo(s)", f"{'metric':<18}{'value':>10}"]
-    lines += [f"{key:<18}{metrics[key]:>10.4f}" for key in HEADLINE_METRICS]
-    rows = evaluation.worst(worst)
-    if rows:
+def format_report(evaluation: Evaluation, worst: int, metrics: dict[str, float]) -> str:
+    """The metrics table, then the ``worst`` photos by nail IoU and by boundary IoU."""
+    width = max(map(len, HEADLINE_METRICS)) + 2
+    lines = [f"evaluated {len(evaluation.per_image)} photo(s)", f"{'metric':<{width}}{'value':>10}"]
+    lines += [f"{key:<{width}}{metrics[key]:>10.4f}" for key in HEADLINE_METRICS]
+    for key, title in (("iou_nail", "nail IoU"), ("boundary_iou_nail", "boundary IoU")):
+        rows = evaluation.worst(worst, key)
+        if not rows:
+            continue
         lines += [
             "",
-            f"worst {len(rows)} by nail IoU:",
-            f"{'iou_nail':>10}{'true px':>10}{'pred px':>10}  file",
+            f"worst {len(rows)} by {title}:",
+            f"{'iou_nail':>10}{'boundary':>10}{'nails':>8}{'found':>7}  file",
         ]
-        lines += [f"{iou:>10.4f}{true:>10}{pred:>10}  {name}" for name, iou, true, pred in rows]
+        lines += [
+            f"{r['iou_nail']:>10.4f}{r['boundary_iou_nail']:>10.4f}{r['true_nails']:>8}"
+            f"{r['matched_nails']:>7}  {r['file']}"
+            for r in rows
+        ]
     return "\n".join(lines)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from nail_segformer.data.transforms import processor_size
 from nail_segformer.labels import NAIL
+from nail_segformer.metrics import count_nails, default_min_nail_area
 from nail_segformer.predict.infer import (
     ModelLoadError,
     OnnxRunner,
@@ -41,31 +40,6 @@ logger = logging.getLogger(__name__)
 
 MODES = ("resize", "slide")
 TTA_CHOICES = ("none", "flip")
-MIN_NAIL_AREA_FRACTION = 1e-4
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def default_min_nail_area(height: int, width: int) -> int:
-    """Smallest component counted as a nail: 0.01% of the photo's pixels, at least 1 pixel."""
-    return max(1, math.ceil(MIN_NAIL_AREA_FRACTION * height * width))
-
-
-def count_nails(mask: np.ndarray, min_area: int | None = None) -> int:
-    """Number of 8-connected nail components of at least ``min_area`` pixels.
-
-    Args:
-        mask: (H, W) array, nail where non-zero (a {0, 1} prediction or a 0/255 mask file).
-        min_area: smallest component counted, in pixels; ``None`` uses
-            :func:`default_min_nail_area`, 0 or 1 counts every component.
-    """
-    mask = np.asarray(mask) > 0
-    if min_area is None:
-        min_area = default_min_nail_area(*mask.shape)
-    components, n = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    if n == 0:
-        return 0
-    areas = np.bincount(components.ravel(), minlength=n + 1)[1:]
-    return int((areas >= min_area).sum())
 
 
 def check_options(

@@ -114,7 +114,11 @@ This model is {origin} for nail segmentation: every pixel of a hand photo is lab
 {_metric_table(metrics)}
 
 Metrics are computed over whole splits (intersections and unions summed over all images) at the
-image processor's resolution, with 255 as the ignore index.
+image processor's resolution, with 255 as the ignore index. Nails are the 8-connected components
+of a mask; a predicted and a true nail match at IoU >= 0.5 (detection precision, recall and F1,
+recall by nail size: small below 0.2% of the photo, large from 1%), and the count error is the
+mean |predicted - true| nails per photo. Boundary IoU is the IoU of the masks' inner bands of 2%
+of the image diagonal ([Cheng et al., CVPR 2021](https://arxiv.org/abs/2103.16562)).
 
 ## Data
 

@@ -117,10 +117,12 @@ def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     """A small text table: one row per metric, one column per split."""
     splits = list(metrics)
     keys = [k for k in HEADLINE_METRICS if any(k in metrics[s] for s in splits)]
-    lines = [f"{'metric':<18}" + "".join(f"{s:>12}" for s in splits)]
+    width = max(map(len, ["metric", *keys])) + 2
+    lines = [f"{'metric':<{width}}" + "".join(f"{s:>12}" for s in splits)]
     for key in keys:
         lines.append(
-            f"{key:<18}" + "".join(f"{metrics[s].get(key, float('nan')):>12.4f}" for s in splits)
+            f"{key:<{width}}"
+            + "".join(f"{metrics[s].get(key, float('nan')):>12.4f}" for s in splits)
         )
     return "\n".join(lines)
 

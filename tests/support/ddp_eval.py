@@ -17,23 +17,35 @@ import os
 import sys
 from pathlib import Path
 
-from nail_segformer.metrics import ConfusionMatrixAccumulator
+import numpy as np
+
 from nail_segformer.train import build, parse_args
 
 VALIDATION_FRACTION = 0.45  # 7 of 16 photos
 EVAL_BATCH_SIZE = 2
 
 
-class RecordingAccumulator(ConfusionMatrixAccumulator):
-    """Keeps a copy of the confusion matrix each time an evaluation ends (and resets it)."""
+class RecordingModule:
+    """Stands in for the hook's evaluate module, keeping each evaluation's summed confusion."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, module):
+        self.module = module
+        self.confusion = None
         self.finished: list[list[list[int]]] = []
 
-    def reset(self) -> None:
-        self.finished.append(self.confusion.tolist())
-        super().reset()
+    def __len__(self) -> int:
+        return len(self.module)
+
+    def add_batch(self, **rows):
+        batch = np.asarray(rows["confusion"], dtype=np.int64).sum(axis=0)
+        self.confusion = batch if self.confusion is None else self.confusion + batch
+        self.module.add_batch(**rows)
+
+    def compute(self, **kwargs):
+        side = round(len(self.confusion) ** 0.5)
+        self.finished.append(self.confusion.reshape(side, side).tolist())
+        self.confusion = None
+        return self.module.compute(**kwargs)
 
 
 def evaluate(model_dir: str, data_root: str, work_dir: str) -> dict:
@@ -69,9 +81,9 @@ def evaluate(model_dir: str, data_root: str, work_dir: str) -> dict:
         model, processor, dataset_dict, data_args, model_args, training_args, card_writer=None
     )
     streaming = trainer.compute_metrics
-    streaming.accumulator = RecordingAccumulator(streaming.accumulator.id2label)
+    streaming.metric = RecordingModule(streaming.metric)
     metrics = trainer.evaluate(datasets["validation"])
-    (confusion,) = streaming.accumulator.finished
+    (confusion,) = streaming.metric.finished
     return {
         "world_size": training_args.world_size,
         "validation_size": len(datasets["validation"]),

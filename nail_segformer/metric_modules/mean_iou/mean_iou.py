@@ -1,14 +1,33 @@
-"""Mean Intersection-over-Union for semantic segmentation, as a self-contained ``evaluate`` metric.
+"""Segmentation metrics as an ``evaluate`` module: the Hub's ``mean_iou``, and nail_segformer's.
 
-Drop-in offline replacement for the Hub's ``evaluate.load("mean_iou")``: same arguments, same
-output keys, same dataset-level definition. Load it with ``evaluate.load(<path to this file>)``
-(``nail_segformer.metrics.load_mean_iou`` does that). It imports only numpy, datasets and
-evaluate, because ``evaluate`` copies the script into its modules cache and imports it from there.
+Load it offline with ``evaluate.load(<path to this file or its folder>)``
+(``nail_segformer.metrics.load_mean_iou`` does that). Two configurations:
+
+- ``default``: a drop-in for the Hub's ``evaluate.load("mean_iou")``: same arguments, same output
+  keys, same dataset-level definition, given class maps.
+- ``counts``: streaming. Each example is a ``nail_segformer.metrics.SegmentationCounts`` row (a
+  few integers per image or batch, from ``compute_counts``), so memory stays flat however many
+  images are added; ``compute()`` returns every metric of the package (pixel IoU, Dice,
+  precision, recall, nail detection, boundary IoU). The Trainer hook of nail_segformer uses it.
+
+``evaluate`` copies this script into its modules cache and imports it from there, so it imports
+the installed ``nail_segformer`` absolutely, never relatively: the formulas live there once.
 """
 
 import datasets
 import evaluate
 import numpy as np
+
+from nail_segformer.labels import ID2LABEL, NAIL
+from nail_segformer.metrics import (
+    SegmentationCounts,
+    compute_class_scores,
+    compute_confusion_matrix,
+    compute_metrics_from_counts,
+    counts_features,
+)
+
+_CONFIGS = ("default", "counts")
 
 _DESCRIPTION = """\
 Intersection-over-Union (IoU, Jaccard index) of each class, and their mean over classes.
@@ -17,10 +36,14 @@ For class c, IoU = |pred == c and ref == c| / |pred == c or ref == c|. Pixel are
 all images before dividing (dataset-level IoU, not a mean of per-image IoUs). Pixels whose
 reference equals `ignore_index` are dropped. A class absent from both predictions and references
 has IoU 0/0 = NaN and is left out of the mean (nanmean); the same holds for accuracies.
+
+The `counts` configuration takes nail_segformer's per-image counts instead of maps and also
+reports per-nail detection (nails = 8-connected components, matched one to one at IoU >= 0.5)
+and boundary IoU (Cheng et al., CVPR 2021; inner bands of 2% of the image diagonal).
 """
 
 _KWARGS_DESCRIPTION = """
-Args:
+Args (configuration `default`):
     predictions (`list` of 2-D integer arrays): predicted class index per pixel, one map per image.
     references (`list` of 2-D integer arrays): ground-truth class index per pixel, same shapes.
         Values are stored as uint16: map negative padding such as -100 to `ignore_index` first.
@@ -28,13 +51,20 @@ Args:
     ignore_index (`int`): reference value whose pixels are dropped (e.g. 255).
     nan_to_num (`int` or `float`, *optional*): if given, every NaN in the output is replaced by it.
     label_map (`dict[int, int]`, *optional*): old -> new id mapping applied to the references
-        before anything else. All entries are applied at once, so swaps such as {0: 1, 1: 0}
-        work (the Hub script applies them one after the other).
+        before anything else. Every entry looks at the original ids, so swaps such as
+        {0: 1, 1: 0} work.
     reduce_labels (`bool`, default False): for datasets whose 0 means "unlabelled": reference 0
         becomes 255 and every other reference id is decreased by 1 (255 stays 255). Applied after
         `label_map`. Predictions are never changed.
 
-Returns:
+Args (configuration `counts`):
+    confusion, boundary_intersection, boundary_union, true_nails, predicted_nails,
+    matched_nails, count_error, images: the fields of `SegmentationCounts.to_row()`, one
+        row per image or batch, e.g. `module.add_batch(**{k: [v] for k, v in row.items()})`.
+    id2label (`dict[int, str]`, *optional*): class names, default {0: background, 1: nail}.
+    positive_label (`int` or None, default 1): the nail class; None gives pixel metrics only.
+
+Returns (configuration `default`):
     `dict`:
     - `mean_iou` (`float`): mean of the per-class IoUs, NaN classes skipped.
     - `mean_accuracy` (`float`): mean of the per-class accuracies (recall), NaN classes skipped.
@@ -44,6 +74,10 @@ Returns:
 
 Predictions or references outside 0 .. num_labels - 1 (and not `ignore_index`) belong to no class:
 they add to no class area, so such a reference pixel still counts its prediction's area.
+
+Returns (configuration `counts`): the finite floats of
+    `nail_segformer.metrics.compute_metrics_from_counts` (`iou_nail`, `mean_iou`,
+    `boundary_iou_nail`, `nail_detection_f1`, ...).
 
 Examples:
     >>> import numpy as np
@@ -56,7 +90,15 @@ Examples:
     0.5
 """
 
-_CITATION = ""
+_CITATION = """\
+@inproceedings{cheng2021boundary,
+  title={Boundary {IoU}: Improving Object-Centric Image Segmentation Evaluation},
+  author={Cheng, Bowen and Girshick, Ross and Doll{\\'a}r, Piotr and Berg, Alexander C. and
+          Kirillov, Alexander},
+  booktitle={CVPR},
+  year={2021}
+}
+"""
 
 
 def _remap(reference: np.ndarray, label_map: dict) -> np.ndarray:
@@ -75,8 +117,8 @@ def _shift_down(reference: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def _class_areas(prediction, reference, num_labels, ignore_index, label_map, reduce_labels):
-    """Per-class pixel counts of one image: (intersection, predicted area, reference area)."""
+def _hub_confusion(prediction, reference, num_labels, ignore_index, label_map, reduce_labels):
+    """(num_labels + 1)^2 counts of one image; the extra class holds out-of-range values."""
     prediction = np.asarray(prediction, dtype=np.int64)
     reference = np.asarray(reference, dtype=np.int64)
     if prediction.shape != reference.shape:
@@ -88,45 +130,37 @@ def _class_areas(prediction, reference, num_labels, ignore_index, label_map, red
         reference = _remap(reference, label_map)
     if reduce_labels:
         reference = _shift_down(reference)
-
-    kept = reference != ignore_index
-    prediction = prediction[kept]
-    reference = reference[kept]
-
-    pred_in_range = (prediction >= 0) & (prediction < num_labels)
-    ref_in_range = (reference >= 0) & (reference < num_labels)
-    hits = ref_in_range & (prediction == reference)
-
-    def count(values):
-        return np.bincount(values, minlength=num_labels)[:num_labels]
-
-    return count(reference[hits]), count(prediction[pred_in_range]), count(reference[ref_in_range])
+    outside = num_labels
+    reference = np.where(
+        reference == ignore_index,
+        -1,  # negative references are never counted
+        np.where((reference >= 0) & (reference < num_labels), reference, outside),
+    )
+    prediction = np.where((prediction >= 0) & (prediction < num_labels), prediction, outside)
+    return compute_confusion_matrix(prediction, reference, num_labels + 1, ignore_index=-1)
 
 
 def _mean_iou(predictions, references, num_labels, ignore_index, label_map, reduce_labels):
-    intersection = np.zeros(num_labels, dtype=np.int64)
-    predicted = np.zeros(num_labels, dtype=np.int64)
-    labelled = np.zeros(num_labels, dtype=np.int64)
+    confusion = np.zeros((num_labels + 1, num_labels + 1), dtype=np.int64)
     for prediction, reference in zip(predictions, references, strict=True):
-        inter, pred, ref = _class_areas(
+        confusion += _hub_confusion(
             prediction, reference, num_labels, ignore_index, label_map, reduce_labels
         )
-        intersection += inter
-        predicted += pred
-        labelled += ref
-    union = predicted + labelled - intersection
-
+    # A class's predicted area includes pixels whose reference is out of range, and its
+    # labelled area those whose prediction is: the Hub script's histograms count them so.
+    intersection = np.diag(confusion)[:num_labels]
+    predicted = confusion[:, :num_labels].sum(axis=0)
+    labelled = confusion[:num_labels].sum(axis=1)
+    scores = compute_class_scores(intersection, predicted, labelled)
     # 0/0 is NaN on purpose: it marks classes with nothing to score, which nanmean skips.
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_category_iou = intersection / union
-        per_category_accuracy = intersection / labelled
         overall_accuracy = np.float64(intersection.sum()) / np.float64(labelled.sum())
     return {
-        "mean_iou": _nanmean(per_category_iou),
-        "mean_accuracy": _nanmean(per_category_accuracy),
+        "mean_iou": _nanmean(scores["iou"]),
+        "mean_accuracy": _nanmean(scores["accuracy"]),
         "overall_accuracy": overall_accuracy,
-        "per_category_iou": per_category_iou,
-        "per_category_accuracy": per_category_accuracy,
+        "per_category_iou": scores["iou"],
+        "per_category_accuracy": scores["accuracy"],
     }
 
 
@@ -137,22 +171,40 @@ def _nanmean(values: np.ndarray) -> np.float64:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class MeanIoU(evaluate.Metric):
-    """Dataset-level per-class and mean IoU for semantic segmentation maps."""
+    """Dataset-level segmentation metrics from class maps (Hub-compatible) or streamed counts."""
 
     def _info(self):
-        segmentation_map = datasets.Sequence(datasets.Sequence(datasets.Value("uint16")))
+        if self.config_name not in _CONFIGS:
+            raise ValueError(
+                f"unknown mean_iou configuration {self.config_name!r}; valid: {_CONFIGS} "
+                "(default: class maps like the Hub's mean_iou; counts: nail_segformer's "
+                "streaming counts)"
+            )
+        if self.config_name == "counts":
+            features = counts_features()
+        else:
+            # uint16 like the Hub metric: holds class ids and the usual ignore value 255.
+            segmentation_map = datasets.Sequence(datasets.Sequence(datasets.Value("uint16")))
+            features = datasets.Features(
+                {"predictions": segmentation_map, "references": segmentation_map}
+            )
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            # uint16 like the Hub metric: holds class ids and the usual ignore value 255.
-            features=datasets.Features(
-                {"predictions": segmentation_map, "references": segmentation_map}
-            ),
-            reference_urls=["https://en.wikipedia.org/wiki/Jaccard_index"],
+            features=features,
+            reference_urls=[
+                "https://en.wikipedia.org/wiki/Jaccard_index",
+                "https://arxiv.org/abs/2103.16562",
+            ],
         )
 
-    def _compute(
+    def _compute(self, **inputs):
+        if self.config_name == "counts":
+            return self._compute_counts(**inputs)
+        return self._compute_maps(**inputs)
+
+    def _compute_maps(
         self,
         predictions,
         references,
@@ -168,3 +220,29 @@ class MeanIoU(evaluate.Metric):
         if nan_to_num is not None:
             results = {key: np.nan_to_num(value, nan=nan_to_num) for key, value in results.items()}
         return results
+
+    def _compute_counts(
+        self,
+        confusion,
+        boundary_intersection,
+        boundary_union,
+        true_nails,
+        predicted_nails,
+        matched_nails,
+        count_error,
+        images,
+        id2label=None,
+        positive_label=NAIL,
+    ):
+        columns = {
+            "confusion": confusion,
+            "boundary_intersection": boundary_intersection,
+            "boundary_union": boundary_union,
+            "true_nails": true_nails,
+            "predicted_nails": predicted_nails,
+            "matched_nails": matched_nails,
+            "count_error": count_error,
+            "images": images,
+        }
+        counts = SegmentationCounts.from_columns(columns)
+        return compute_metrics_from_counts(counts, id2label or ID2LABEL, positive_label)
