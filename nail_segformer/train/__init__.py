@@ -4,7 +4,8 @@ Entry point: ``python run_finetune.py [config.yaml|config.json] [--flag value ..
 is a field of :class:`DataArguments`, :class:`ModelArguments` or :class:`NailTrainingArguments`
 (``transformers.TrainingArguments`` with defaults for this job); flags override the file.
 
-The modules, in the order a run uses them: :mod:`.args` (settings), :mod:`.run_dir` (the output
+The modules, in the order a run uses them: :mod:`.args` (settings), :mod:`.parsing` (command
+line and config file to settings), :mod:`.run_dir` (the output
 folder: lock, resume, move aside), :mod:`.build` (data, model, loss, Trainer),
 :mod:`.trainer` (:class:`NailTrainer` and the stop-on-signal callback), :mod:`.card` (the model
 card), :mod:`.pipeline` (:func:`main`, phase by phase) and :mod:`.cli` (exit codes).
@@ -19,9 +20,9 @@ _EXPORTS = {
     "DataArguments": "nail_segformer.train.args",
     "ModelArguments": "nail_segformer.train.args",
     "NailTrainingArguments": "nail_segformer.train.args",
-    "parse_args": "nail_segformer.train.args",
-    "resolve_args": "nail_segformer.train.args",
-    "ArgumentsError": "nail_segformer.train.args",
+    "parse_args": "nail_segformer.train.parsing",
+    "resolve_args": "nail_segformer.train.parsing",
+    "ArgumentsError": "nail_segformer.train.parsing",
     "format_metrics_table": "nail_segformer.train.pipeline",
     "main": "nail_segformer.train.pipeline",
     "MANIFEST_NAME": "nail_segformer.train.run_dir",
@@ -31,14 +32,8 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
-    from nail_segformer.train.args import (
-        ArgumentsError,
-        DataArguments,
-        ModelArguments,
-        NailTrainingArguments,
-        parse_args,
-        resolve_args,
-    )
+    from nail_segformer.train.args import DataArguments, ModelArguments, NailTrainingArguments
+    from nail_segformer.train.parsing import ArgumentsError, parse_args, resolve_args
     from nail_segformer.train.pipeline import format_metrics_table, main
     from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, RUN_ARGS_NAME
 

@@ -20,7 +20,6 @@ from nail_segformer.data import DataError, PairReadError
 from nail_segformer.data.bad_pairs import failure_log_size, new_failures
 from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.train import run_dir
-from nail_segformer.train.args import ArgumentsError, resolve_args
 from nail_segformer.train.build import (
     build_model_and_processor,
     build_trainer,
@@ -28,6 +27,7 @@ from nail_segformer.train.build import (
     ensure_data,
     load_data,
 )
+from nail_segformer.train.parsing import ArgumentsError, resolve_args
 from nail_segformer.train.progress import ProgressLogCallback
 from nail_segformer.train.run_dir import RUN_ARGS_NAME, TRAINING_FAILURES_NAME
 from nail_segformer.train.trainer import StopOnSignal
