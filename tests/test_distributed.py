@@ -335,7 +335,7 @@ def test_torchrun_without_use_cpu_stops_before_writing(synthetic_root, tmp_path)
 def test_a_signal_another_process_received_stops_this_one(monkeypatch):
     from transformers import TrainerControl
 
-    from nail_segformer.train import trainer as trainer_lib
+    from nail_segformer.train import stopping as trainer_lib
 
     agreed = {"signal": None}  # what the all-reduce over the other processes would return
     monkeypatch.setattr(trainer_lib, "agree_on_stop", lambda local, device: agreed["signal"])

@@ -154,8 +154,8 @@ def test_from_scratch_presets_keep_the_trainer_groups():
 
 def test_gpu_config_fine_tunes_b4_with_the_paper_recipe_and_batch():
     from nail_segformer.train.build import optimizer_recipe
+    from nail_segformer.train.optim import OptimizerRecipe
     from nail_segformer.train.pipeline import effective_batch_size
-    from nail_segformer.train.trainer import OptimizerRecipe
 
     config = REPO_ROOT / "configs" / "b4-gpu.yaml"
     data_args, model_args, training_args = train.parse_args([str(config), "--use_cpu", "true"])
@@ -210,7 +210,7 @@ def _norm_parameters(model):
 
 
 def test_segformer_recipe_groups_head_lr_and_weight_decay(tmp_path):
-    from nail_segformer.train.trainer import OptimizerRecipe
+    from nail_segformer.train.optim import OptimizerRecipe
 
     trainer = _trainer_with(tmp_path, OptimizerRecipe(10.0, "norm"))
     trainer.create_optimizer()
@@ -235,7 +235,7 @@ def test_segformer_recipe_groups_head_lr_and_weight_decay(tmp_path):
 def test_trainer_rule_matches_the_plain_trainer(tmp_path):
     from transformers import Trainer
 
-    from nail_segformer.train.trainer import OptimizerRecipe
+    from nail_segformer.train.optim import OptimizerRecipe
 
     trainer = _trainer_with(tmp_path, OptimizerRecipe(1.0, "norm_and_bias"))
     trainer.create_optimizer()
@@ -254,7 +254,7 @@ def test_trainer_rule_matches_the_plain_trainer(tmp_path):
 def test_schedule_decays_both_rates_linearly_to_zero(tmp_path):
     from transformers import get_scheduler
 
-    from nail_segformer.train.trainer import OptimizerRecipe
+    from nail_segformer.train.optim import OptimizerRecipe
 
     steps = 20
     trainer = _trainer_with(tmp_path, OptimizerRecipe(10.0, "norm"))

@@ -7,8 +7,8 @@ is a field of :class:`DataArguments`, :class:`ModelArguments` or :class:`NailTra
 The modules, in the order a run uses them: :mod:`.args` (settings), :mod:`.parsing` (command
 line and config file to settings), :mod:`.run_dir` (the output
 folder: lock, resume, move aside), :mod:`.build` (data, model, loss, Trainer),
-:mod:`.trainer` (:class:`NailTrainer` and the stop-on-signal callback), :mod:`.card` (the model
-card), :mod:`.pipeline` (:func:`main`, phase by phase) and :mod:`.cli` (exit codes).
+:mod:`.trainer` (:class:`NailTrainer`), :mod:`.optim` (SegFormer's parameter groups),
+:mod:`.stopping` (stop on a signal, agreed by every process), :mod:`.card` (the model card), :mod:`.pipeline` (:func:`main`, phase by phase) and :mod:`.cli` (exit codes).
 """
 
 from typing import TYPE_CHECKING

@@ -17,7 +17,7 @@ from nail_segformer.data import ON_BAD_PAIR_CHOICES, parse_nail_values
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.losses import LOSS_NAMES
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS, check_model_reference
-from nail_segformer.train.trainer import NO_DECAY_RULES
+from nail_segformer.train.optim import NO_DECAY_RULES
 
 __all__ = ["DataArguments", "ModelArguments", "NailTrainingArguments"]
 

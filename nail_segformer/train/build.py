@@ -266,7 +266,7 @@ _FROM_SCRATCH_RECIPE = {"head_lr_multiplier": 1.0, "no_decay": "norm_and_bias"}
 
 def optimizer_recipe(model_args: ModelArguments, training_args):
     """The optimizer's parameter groups: the flags, else the defaults for fine-tuning or scratch."""
-    from nail_segformer.train.trainer import OptimizerRecipe
+    from nail_segformer.train.optim import OptimizerRecipe
 
     defaults = _FROM_SCRATCH_RECIPE if model_args.from_scratch_preset else _FINE_TUNING_RECIPE
     multiplier = training_args.head_lr_multiplier

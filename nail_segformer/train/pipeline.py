@@ -30,7 +30,7 @@ from nail_segformer.train.build import (
 from nail_segformer.train.parsing import ArgumentsError, resolve_args
 from nail_segformer.train.progress import ProgressLogCallback
 from nail_segformer.train.run_dir import RUN_ARGS_NAME, TRAINING_FAILURES_NAME
-from nail_segformer.train.trainer import StopOnSignal
+from nail_segformer.train.stopping import StopOnSignal
 
 __all__ = [
     "setup_logging",

@@ -273,7 +273,7 @@ class CardContext:
     dataset_dict: Any
     data_args: Any = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    optimizer_recipe: Any = None  # trainer.OptimizerRecipe, once the Trainer is built
+    optimizer_recipe: Any = None  # optim.OptimizerRecipe, once the Trainer is built
 
     def write(self, output_dir: str) -> None:
         from nail_segformer.labels import ID2LABEL

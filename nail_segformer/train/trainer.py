@@ -19,24 +19,19 @@ import fnmatch
 import logging
 import os
 import shutil
-import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
+
+from nail_segformer.train.optim import OptimizerRecipe, optimizer_parameter_groups
 
 __all__ = [
-    "NO_DECAY_RULES",
     "PUBLISHED_FILES",
     "NailTrainer",
-    "OptimizerRecipe",
     "PushError",
-    "StopOnSignal",
-    "agree_on_stop",
     "load_checkpoint_weights",
-    "optimizer_parameter_groups",
     "push_later_hint",
 ]
 
@@ -111,178 +106,6 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str | os.Pat
         )
     model.load_state_dict(reloaded.state_dict(), strict=True)
     logger.info("restored %d tensors from %s", len(reloaded.state_dict()), checkpoint_dir)
-
-
-# --------------------------------------------------------------------------- optimizer
-
-# Which parameters get no weight decay:
-# - "norm": SegFormer's recipe (MMSegmentation's `decay_mult=0` for `norm` and `pos_block`):
-#   the weights and biases of every normalisation layer, and position blocks (MiT has none;
-#   matched by name for encoders that do). Every other bias decays, as in that recipe.
-# - "norm_and_bias": the Trainer's own rule (`Trainer.get_decay_parameter_names`): normalisation
-#   layers and every bias.
-# - "none": every parameter decays.
-NO_DECAY_RULES = ("norm", "norm_and_bias", "none")
-_NORM_LAYERS = (
-    torch.nn.LayerNorm,
-    torch.nn.GroupNorm,
-    torch.nn.modules.batchnorm._BatchNorm,
-    torch.nn.modules.instancenorm._InstanceNorm,
-)
-# SegformerForSemanticSegmentation's decode head; the rest is the MiT encoder.
-_HEAD_PREFIX = "decode_head."
-
-
-@dataclass(frozen=True)
-class OptimizerRecipe:
-    """How the parameters are grouped for the optimizer.
-
-    Args:
-        head_lr_multiplier: the decode head's learning rate as a multiple of the base rate.
-        no_decay: which parameters get no weight decay, one of :data:`NO_DECAY_RULES`.
-    """
-
-    head_lr_multiplier: float = 1.0
-    no_decay: str = "norm_and_bias"
-
-    def __post_init__(self):
-        if self.no_decay not in NO_DECAY_RULES:
-            raise ValueError(f"no_decay must be one of {NO_DECAY_RULES}, got {self.no_decay!r}")
-        if not self.head_lr_multiplier > 0:
-            raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
-
-
-def optimizer_parameter_groups(
-    model: torch.nn.Module,
-    learning_rate: float,
-    weight_decay: float,
-    recipe: OptimizerRecipe,
-    decay_names: set[str] | None = None,
-) -> list[dict]:
-    """Split the trainable parameters into groups by learning rate and weight decay.
-
-    Args:
-        model: a ``SegformerForSemanticSegmentation`` (the head is ``decode_head.*``).
-        learning_rate: the base learning rate (encoder).
-        weight_decay: the weight decay of the parameters that decay.
-        recipe: head multiplier and no-decay rule.
-        decay_names: for ``recipe.no_decay == "norm_and_bias"``, the names the Trainer decays
-            (``Trainer.get_decay_parameter_names``); ignored by the other rules.
-
-    Returns:
-        Non-empty parameter groups, each with ``params``, ``lr``, ``weight_decay`` and a
-        ``name`` such as ``"head, no decay"``: the encoder's first (so the Trainer logs the base
-        rate), decaying before non-decaying as in the Trainer. With a multiplier of 1 the head
-        is not split off, so the ``norm_and_bias`` rule gives exactly the Trainer's own two
-        groups, and checkpoints of runs that used them resume.
-    """
-    from transformers.trainer_pt_utils import get_parameter_names
-
-    if recipe.no_decay == "norm":
-        # The Trainer's own helper: every parameter outside normalisation layers and position
-        # blocks.
-        decay_names = set(get_parameter_names(model, _NORM_LAYERS, [r"pos_block"]))
-    elif recipe.no_decay == "norm_and_bias" and decay_names is None:
-        raise ValueError("the 'norm_and_bias' rule needs the Trainer's decay_names")
-    split_head = recipe.head_lr_multiplier != 1.0
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        decays = recipe.no_decay == "none" or name in decay_names
-        head = split_head and name.startswith(_HEAD_PREFIX)
-        groups.setdefault((head, not decays), []).append(param)
-    part = {(False, False): "all", (False, True): "encoder", (True, True): "head"}
-    return [
-        {
-            "params": groups[key],
-            "lr": learning_rate * (recipe.head_lr_multiplier if key[0] else 1.0),
-            "weight_decay": 0.0 if key[1] else weight_decay,
-            "name": f"{part[key[0], split_head]}, {'no decay' if key[1] else 'decay'}",
-        }
-        for key in sorted(groups)  # encoder before head, then decay before no decay
-    ]
-
-
-# --------------------------------------------------------------------------- stopping
-
-
-def agree_on_stop(local_signal: int | None, device: torch.device | str) -> int | None:
-    """The stop signal any process received, returned on every process.
-
-    One all-reduce (max) of a single integer over the default process group; without one (a
-    single process) it returns ``local_signal``. Every process must call it at the same point.
-
-    Args:
-        local_signal: the signal number this process received, or ``None``.
-        device: where the collective's tensor lives (the GPU for NCCL, CPU for gloo).
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return local_signal
-    flag = torch.tensor([local_signal or 0], dtype=torch.int64, device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return int(flag.item()) or None
-
-
-class StopOnSignal(TrainerCallback):
-    """Turn SIGINT/SIGTERM into "save a checkpoint, then stop" at the end of the current step.
-
-    Ctrl-C and a cluster's pre-emption notice then cost at most one step of work; rerunning the
-    same command resumes from that checkpoint. A second signal interrupts at once.
-
-    With several processes (torchrun, accelerate), each may receive the signal at a different
-    step, or only one may receive it. A process that stopped alone would wait in the checkpoint's
-    barrier while the others wait in the next step's gradient all-reduce, until the NCCL timeout.
-    So at the end of every step the processes agree (:func:`agree_on_stop`, one all-reduce of one
-    integer): all stop at the same step, with the same signal in :attr:`stop_signal`.
-    """
-
-    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
-        self.received: int | None = None  # the signal this process received
-        self.stop_signal: int | None = None  # the signal every process stops with
-        self._previous = {}
-        for signum in signals:
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.received is not None:
-            self.restore()
-            raise KeyboardInterrupt
-        self.received = signum
-        logger.warning(
-            "received %s: saving a checkpoint at the end of this step, then stopping "
-            "(send it again to stop at once)",
-            signal.Signals(signum).name,
-        )
-
-    def restore(self) -> None:
-        """Put the previous signal handlers back."""
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    def agree(self, device: torch.device | str) -> int | None:
-        """Agree with the other processes on whether to stop; sets :attr:`stop_signal`.
-
-        Every process must call it at the same point (the callback does, at each step's end).
-        """
-        agreed = agree_on_stop(self.received, device)
-        if agreed is not None and self.received is None and self.stop_signal is None:
-            logger.warning(
-                "another process received %s: saving a checkpoint at the end of this step, "
-                "then stopping",
-                signal.Signals(agreed).name,
-            )
-        self.stop_signal = agreed
-        return agreed
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.agree(args.device) is not None:
-            control.should_save = True
-            control.should_training_stop = True
-        return control
 
 
 class NailTrainer(Trainer):

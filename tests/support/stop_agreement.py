@@ -20,7 +20,7 @@ def _worker(rank: int, world_size: int, port: int, received_by: int, results) ->
     import torch.distributed as dist
     from transformers import TrainerControl
 
-    from nail_segformer.train.trainer import StopOnSignal
+    from nail_segformer.train.stopping import StopOnSignal
 
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
