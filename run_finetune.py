@@ -6,10 +6,7 @@ Every flag is listed by ``python run_finetune.py --help``; see nail_segformer/tr
 
 import sys
 
-from nail_segformer.runtime import configure_cli_process
+from nail_segformer.train.cli import main
 
 if __name__ == "__main__":
-    configure_cli_process()  # before the training code imports torch
-    from nail_segformer.train.cli import main
-
     sys.exit(main())

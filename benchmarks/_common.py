@@ -178,11 +178,10 @@ def run_child(
 def child_main(handlers: dict) -> bool:
     """If this process was started by :func:`run_child`, run the named job and print its result.
 
-    Before any job imports torch, the child sets the process options of the package's
-    command-line entry points (:func:`nail_segformer.runtime.configure_cli_process`), so that it
-    measures what ``run_finetune.py`` and ``python -m nail_segformer.predict`` run;
-    ``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` in its environment turns them off. The result records
-    what was set, under ``process_options``.
+    Before any job imports torch, the child sets the process option of the package's evaluation
+    entry points (:func:`nail_segformer.runtime.configure_cli_process`: the fixed mmap
+    threshold), so that "on" and "off" rows compare it; ``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` in
+    its environment turns it off. The result records what was set, under ``process_options``.
     """
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         from nail_segformer.runtime import configure_cli_process

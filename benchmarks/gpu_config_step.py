@@ -13,7 +13,7 @@ import sys
 from nail_segformer.runtime import configure_cli_process
 
 if __name__ == "__main__":
-    configure_cli_process()  # before torch is imported, as run_finetune.py does
+    configure_cli_process("cuda")  # what a training run on a GPU sets
     import torch
 
     from nail_segformer.train.cli import main

@@ -48,8 +48,9 @@ CONFIGS = {
               "memory": {"preset": "tiny", "batch": 4, "workers": 2, "n_small": 16,
                          "n_large": 64}},
 }  # fmt: skip
-# What run_finetune.py sets (nail_segformer.runtime), as environment variables for a child.
-CLI_PROCESS_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+# What python -m nail_segformer.predict and GPU training set (nail_segformer.runtime), as an
+# environment variable for a child.
+CLI_PROCESS_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 LOGIT_MARGIN, LOGIT_NOISE = 3.0, 1.0
 
 

@@ -1,19 +1,20 @@
-"""Process-wide options that the package's command-line entry points set at start.
+"""A process-wide memory option that the package's entry points set for their own process.
 
-Called by ``python run_finetune.py`` (``python -m nail_segformer.train``) and
-``python -m nail_segformer.predict`` before torch is imported; library users are not affected.
-Both options were measured in ``benchmarks/RESULTS.md`` ("Process options"):
+glibc raises its mmap threshold whenever a large block is freed; from then on evaluation's
+per-batch buffers (logits, upsampled maps, batches from data-loader workers) come from a heap that
+never shrinks, and peak memory grew by up to ~3 MB per evaluated image (``benchmarks/RESULTS.md``,
+"Process options"). A fixed 1 MiB threshold maps and unmaps those buffers instead and keeps
+evaluation memory flat. It is set by ``python -m nail_segformer.predict`` and by a training run
+on a GPU. A training run on the CPU leaves glibc's default: there the fixed threshold made each
+step of the CPU demo about 1.3x slower (page faults for every activation buffer), and CPU runs
+evaluate small sets.
 
-- ``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads otherwise spin while they wait for one
-  another; when data-loader workers or other programs share the cores, a spinning thread holds
-  the core its peer needs, and CPU steps slowed down 1.6-3x, erratically. Idle, the difference
-  was inside the run-to-run spread. libgomp reads it once, when torch loads it.
-- glibc's ``M_MMAP_THRESHOLD`` fixed at 1 MiB: glibc otherwise raises the threshold whenever a
-  large block is freed, after which evaluation's per-batch buffers come from a heap that never
-  shrinks, and with data-loader workers peak memory grew by ~3 MB per evaluated image.
+``OMP_WAIT_POLICY=PASSIVE``, the other option measured there, is not set: it steadied CPU steps
+on cores shared with other jobs, but made the CPU demo about 1.3x slower on an idle machine. On a
+busy shared machine, export it yourself before starting Python.
 
-A value the user already set (``OMP_WAIT_POLICY``, ``MALLOC_MMAP_THRESHOLD_``) is kept, and
-``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` turns both off.
+A value the user already set (``MALLOC_MMAP_THRESHOLD_``) is kept, and
+``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` turns the option off.
 """
 
 from __future__ import annotations
@@ -42,17 +43,21 @@ def _fix_mmap_threshold(threshold: int) -> bool:
         return False
 
 
-def configure_cli_process() -> dict[str, str]:
-    """Set the options above unless switched off or already set; returns what was set."""
+def configure_cli_process(training_device: str | None = None) -> dict[str, str]:
+    """Fix glibc's mmap threshold for this process, as the module docstring explains.
+
+    Args:
+        training_device: for a training run, the type of its device (``"cuda"``, ``"cpu"``,
+            ...): nothing is set when it is ``"cpu"``. ``None`` for prediction and evaluation.
+
+    Returns:
+        What was set, e.g. ``{"M_MMAP_THRESHOLD": "1048576"}``; empty when nothing was.
+    """
     if os.environ.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
         return {}
-    applied = {}
-    if "OMP_WAIT_POLICY" not in os.environ:
-        if "torch" in sys.modules:  # too late: libgomp has read its settings
-            logger.debug("torch is already imported; OMP_WAIT_POLICY left unset")
-        else:
-            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-            applied["OMP_WAIT_POLICY"] = "PASSIVE"
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ and _fix_mmap_threshold(MMAP_THRESHOLD):
-        applied["M_MMAP_THRESHOLD"] = str(MMAP_THRESHOLD)
-    return applied
+    if training_device == "cpu" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return {}
+    if not _fix_mmap_threshold(MMAP_THRESHOLD):
+        return {}
+    logger.debug("glibc mmap threshold fixed at %d bytes", MMAP_THRESHOLD)
+    return {"M_MMAP_THRESHOLD": str(MMAP_THRESHOLD)}

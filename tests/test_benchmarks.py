@@ -40,7 +40,7 @@ QUICK_FIGURES = [
 # Rows measured with the options on (as run_finetune.py sets them) and off; the note says what
 # each measuring process set.
 OPTIONS_ON_ROWS = ("training samples/s: Trainer loop", "eval peak RSS growth")
-OPTIONS_ON_NOTE = "process options: OMP_WAIT_POLICY=PASSIVE, M_MMAP_THRESHOLD=1048576"
+OPTIONS_ON_NOTE = "process options: M_MMAP_THRESHOLD=1048576"
 MUST_BE_MET = ("same bytes", "mean IoU agreement", "nail masks equal")
 
 

@@ -425,3 +425,30 @@ def test_training_normalisation_is_the_processors_to_the_bit(tmp_path):
         for got, want in zip(ours["labels"], reference["labels"], strict=True):
             assert got.dtype == np.int64
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("photometric", ["true", "false"])
+def test_photometric_augmentation_flag_reaches_the_pipeline(
+    synthetic_root, tmp_path, monkeypatch, photometric
+):
+    from nail_segformer.data import transforms as transforms_lib
+    from nail_segformer.train import parse_args
+    from nail_segformer.train.build import build_model_and_processor, build_trainer, load_data
+
+    built = {}
+    real = transforms_lib.build_train_transforms
+
+    def spy(*args, **kwargs):
+        built.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transforms_lib, "build_train_transforms", spy)
+    argv = ["--data_root", str(synthetic_root), "--output_dir", str(tmp_path), "--use_cpu", "true",
+            "--from_scratch_preset", "tiny", "--image_size", "64", "--resize_cache", "false",
+            "--photometric_augmentation", photometric]  # fmt: skip
+    data_args, model_args, training_args = parse_args(argv)
+    dataset_dict, _ = load_data(data_args, str(tmp_path), resuming=False)
+    model, processor = build_model_and_processor(model_args, data_args, seed=0)
+    build_trainer(model, processor, dataset_dict, data_args, model_args, training_args, print)
+    probabilities = [built.get(k) for k in ("color_p", "blur_p", "compression_p")]
+    assert probabilities == ([None] * 3 if photometric == "true" else [0.0] * 3)

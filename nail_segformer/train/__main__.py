@@ -1,8 +1,5 @@
 import sys
 
-from nail_segformer.runtime import configure_cli_process
-
-configure_cli_process()  # before the training code imports torch
-from nail_segformer.train.cli import main  # noqa: E402
+from nail_segformer.train.cli import main
 
 sys.exit(main())

@@ -96,6 +96,13 @@ class DataArguments:
     rotate_limit: float = field(
         default=15.0, metadata={"help": "Largest random rotation (degrees)."}
     )
+    photometric_augmentation: bool = field(
+        default=True,
+        metadata={
+            "help": "Colour jitter, blur and JPEG re-compression of training photos, as phone "
+            "photos vary; false keeps crops, flips and rotations only."
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training pairs (for quick runs)."}
     )

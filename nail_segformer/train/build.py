@@ -279,6 +279,10 @@ def optimizer_recipe(model_args: ModelArguments, training_args):
     )
 
 
+# build_train_transforms' probabilities of colour jitter, blur and JPEG re-compression.
+_NO_PHOTOMETRIC = {"color_p": 0.0, "blur_p": 0.0, "compression_p": 0.0}
+
+
 def build_trainer(
     model, processor, dataset_dict, data_args, model_args, training_args, card_writer
 ):
@@ -307,6 +311,7 @@ def build_trainer(
         scale=(data_args.crop_scale_min, 1.0),
         hflip=data_args.hflip_probability,
         rotate_limit=data_args.rotate_limit,
+        **({} if data_args.photometric_augmentation else _NO_PHOTOMETRIC),
         crop_size=crop,
         nail_crop_p=data_args.nail_crop_probability,
     )

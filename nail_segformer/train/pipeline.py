@@ -19,6 +19,7 @@ from transformers.training_args import ParallelMode
 from nail_segformer.data import DataError, PairReadError
 from nail_segformer.data.bad_pairs import failure_log_size, new_failures
 from nail_segformer.metrics import HEADLINE_METRICS
+from nail_segformer.runtime import configure_cli_process
 from nail_segformer.train import run_dir
 from nail_segformer.train.build import (
     build_model_and_processor,
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     for note in derived:  # defaults that followed the user's choices
         logger.info("%s", note)
     check_launch(training_args)
+    if configure_cli_process(training_args.device.type):
+        logger.info("fixed glibc's mmap threshold for flat evaluation memory (see runtime.py)")
     check_data_root(data_args)
     resume_from, _lock = run_dir.prepare_output_dir(training_args)  # held until exit
     with training_args.main_process_first(desc="synthetic data", local=False):
