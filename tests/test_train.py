@@ -557,3 +557,22 @@ def test_patch_training_trains_on_patches_and_evaluates_whole_images(
 def test_patch_larger_than_the_processor_size_is_refused(synthetic_root, tmp_path):
     with pytest.raises(ValueError, match="train_crop_size"):
         train.main(tiny_run_argv(synthetic_root, tmp_path / "big", "--train_crop_size", "96"))
+
+
+def test_each_split_is_evaluated_on_its_own_photos_with_persistent_workers(tmp_path):
+    # transformers keeps one evaluation loader when workers persist and handed it back for
+    # the test split, which was then scored on the validation photos.
+    import torch
+
+    from nail_segformer.train.optim import OptimizerRecipe
+
+    def photos(n):
+        return [{"pixel_values": torch.zeros(3, 32, 32), "labels": torch.zeros(32, 32).long()}] * n
+
+    validation, test = photos(3), photos(5)
+    trainer = _trainer_with(tmp_path, OptimizerRecipe(), "--dataloader_num_workers", "1")
+    assert trainer.args.dataloader_persistent_workers
+    trainer.eval_dataset = validation
+    assert len(trainer.get_eval_dataloader().dataset) == 3  # kept for the next evaluations
+    assert len(trainer.get_eval_dataloader(test).dataset) == 5
+    assert len(trainer.get_eval_dataloader().dataset) == 3

@@ -308,6 +308,21 @@ class NailTrainer(Trainer):
             f"{push_later_hint(self.args.hub_model_id, self.args.output_dir)}"
         )
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        # With persistent workers the Trainer keeps one evaluation loader under the key "eval"
+        # and hands it back for any later Dataset, so the test split would be scored on the
+        # validation photos. Only the validation set is evaluated again and again; any other
+        # split gets a loader of its own, not kept.
+        if eval_dataset is None or isinstance(eval_dataset, str) or eval_dataset is self.eval_dataset:
+            return super().get_eval_dataloader(eval_dataset)
+        return self._get_dataloader(
+            dataset=eval_dataset,
+            description="Evaluation",
+            batch_size=self.args.eval_batch_size,
+            sampler_fn=self._get_eval_sampler,
+            dataloader_key=None,
+        )
+
     def _get_num_items_in_batch(self, batch_samples, device):
         # Counting label pixels only serves token-averaged LM losses; for us it would make the
         # Trainer rescale the loss by the number of processes.
