@@ -226,17 +226,15 @@ def _steps_per_second(run: dict) -> float:
 
 
 def _machine() -> str:
-    import platform
+    """CPU, cores, commit and versions (the benchmarks' shared record), and the load now."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from _common import machine_info
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end"
+    info = machine_info()
+    return (
+        f"{info['cpu']}, {info['cores']} cores, {info['memory']}, commit {info['commit']}, "
+        f"load {os.getloadavg()[0]:.1f} at the end; {info['versions']}"
+    )
 
 
 def format_report(config: str, overrides: list[str], package: dict, bare: dict) -> str:
