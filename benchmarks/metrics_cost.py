@@ -14,7 +14,7 @@
    standard deviation 1 against a margin of 3): nail-shaped predictions with ragged edges.
 2. Memory: ``_evaluation.job_eval_memory`` (``trainer.evaluate()`` of a tiny model with the hook
    ``build_trainer`` wires, 2 data-loader workers) at a small and a large number of images, each
-   in a fresh process with the process options ``run_finetune.py`` sets
+   in a fresh process with the memory option that prediction and GPU training set
    (:func:`nail_segformer.runtime.configure_cli_process`); peak RSS growth between the two.
 """
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no_process_options",
         action="store_true",
-        help="run the children without run_finetune.py's process options (a library user's case)",
+        help="run the children without the fixed mmap threshold (a library user's case)",
     )
     args = parser.parse_args(argv)
     env = {} if args.no_process_options else CLI_PROCESS_ENV

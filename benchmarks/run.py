@@ -9,9 +9,9 @@ baseline (the bare model step, the Hugging Face example's evaluation, a numpy re
     python benchmarks/run.py --write    # also append the table to benchmarks/RESULTS.md
 
 Sections: 1 training loop ÷ bare step, 2 data pipeline alone, 3 evaluation memory and time,
-4 mean-IoU computation, 5 inference. Each child process first sets the process options that the
-package's entry points set (``nail_segformer.runtime``: OpenMP passive waiting, a fixed malloc
-mmap threshold); sections 1 and 3 also measure them switched off
+4 mean-IoU computation, 5 inference. Each child process first sets the process option that
+``python -m nail_segformer.predict`` and GPU training set (``nail_segformer.runtime``: a fixed
+malloc mmap threshold); sections 1 and 3 also measure it switched off
 (``NAIL_SEGFORMER_PROCESS_OPTIONS=0``), side by side in the same run.
 """
 
@@ -40,7 +40,7 @@ from _common import (  # noqa: E402
 
 RESULTS = BENCH_DIR / "RESULTS.md"
 RUNS_MARKER = "<!-- runs: benchmarks/run.py --write appends below -->"
-# Children with the entry points' process options on, and off. Values the user exported for
+# Children with the entry points' process option on, and off. Values the user exported for
 # the same settings are removed, so that "off" means the libraries' defaults.
 _SWITCH = "NAIL_SEGFORMER_PROCESS_OPTIONS"
 _USER_SETTINGS = {"OMP_WAIT_POLICY": None, "MALLOC_MMAP_THRESHOLD_": None}

@@ -1,9 +1,9 @@
 """Lazy public names for package ``__init__`` files (PEP 562).
 
 A package lists ``{public name: defining module}``; the module is imported on first access.
-``import nail_segformer.train`` then costs nothing until a name is used, which lets the
-command-line entry points set process-wide options (see :mod:`nail_segformer.runtime`) before
-torch is imported.
+``import nail_segformer.train`` then costs nothing until a name is used: no torch or transformers
+is loaded for ``python -m nail_segformer.predict --help`` or for a script that only needs a
+constant.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from nail_segformer._lazy import lazy_exports
 
-# Imported on first use, so that the command line can set process options before torch loads.
+# Imported on first use: importing the package loads no torch until a name is used.
 _EXPORTS = {
     "DataArguments": "nail_segformer.train.args",
     "ModelArguments": "nail_segformer.train.args",

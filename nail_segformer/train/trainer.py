@@ -313,7 +313,11 @@ class NailTrainer(Trainer):
         # and hands it back for any later Dataset, so the test split would be scored on the
         # validation photos. Only the validation set is evaluated again and again; any other
         # split gets a loader of its own, not kept.
-        if eval_dataset is None or isinstance(eval_dataset, str) or eval_dataset is self.eval_dataset:
+        if (
+            eval_dataset is None
+            or isinstance(eval_dataset, str)
+            or eval_dataset is self.eval_dataset
+        ):
             return super().get_eval_dataloader(eval_dataset)
         return self._get_dataloader(
             dataset=eval_dataset,
