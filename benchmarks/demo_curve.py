@@ -1,22 +1,25 @@
 """The demo through ``run_finetune.py`` against a bare PyTorch loop: nail IoU over wall-clock time.
 
 Both train the demo's recipe (``configs/demo.yaml``: model preset, loss, AdamW with the same
-learning rate, warm-up and linear decay, batch, patch size and share of nail patches, seed) on
-the same split of the same synthetic photos, and score the same validation photos with the
-package's metric at the same steps. What differs is only what the package adds around the
-model: the bare loop decodes every photo once, resizes it to the evaluation size and cuts
-patches from memory (flips only); the package reads files through ``datasets`` and
+learning rate, warm-up and linear decay, gradient clipping, batch, patch size and share of nail
+patches, seed) on the same split of the same synthetic photos, and score the same validation
+photos with the package's metric at the same steps. What differs is only what the package adds
+around the model: the bare loop decodes every photo once, resizes it to the evaluation size and
+cuts patches from memory (flips only); the package reads files through ``datasets`` and
 albumentations every step inside the ``Trainer``.
 
-Each side runs in a fresh process, one after the other. Times are wall-clock from the
-process's start (imports, data and model included) with evaluation time left out, so the curves
-compare learning per second of training. The table gives, at the same times (quarters of the
-shorter run), the best validation nail IoU each side had reached by then, and their ratio; and
+A from-scratch run of this length depends on its seed more than on the side it runs on (one
+seed put the package 0.7x behind the loop, the next 1.2x ahead), so each side trains once per
+seed (``--seeds``, default 0 1 2), the two sides of a seed back to back, each in a fresh
+process. Times are wall-clock from the process's start (imports, data and model included) with
+evaluation time left out, so the curves compare learning per second of training. The table
+gives, at the same times (quarters of the shortest run), the mean over seeds of the best
+validation nail IoU each side had reached by then, its range, and the ratio of the means; then
 the steps per second of each.
 
-    python benchmarks/demo_curve.py                       # the shipped demo, ~20-40 min on 2 cores
-    python benchmarks/demo_curve.py --max_steps 40 --evaluations 2   # a smoke run
-    python benchmarks/demo_curve.py --write               # also append the result to RESULTS.md
+    python benchmarks/demo_curve.py              # the shipped demo, 3 seeds: ~40 min on 2 cores
+    python benchmarks/demo_curve.py --max_steps 40 --evaluations 2 --seeds 0   # a smoke run
+    python benchmarks/demo_curve.py --write      # also append the result to RESULTS.md
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ def _bare_loop(config: str, overrides: list[str], evaluate_every: int, out: str)
         outputs = model(pixel_values=torch.stack(xs))
         loss = loss_fn(outputs.logits, torch.stack(ys))
         loss.backward()
+        if args.max_grad_norm:  # the Trainer clips by default (--max_grad_norm 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
@@ -202,25 +207,29 @@ def best_by(curve: list[dict], seconds: float) -> float:
     return max((p["iou_nail"] for p in curve if p["seconds"] <= seconds + 1e-9), default=0.0)
 
 
-def compare(package: dict, bare: dict, samples: int = 4) -> list[dict]:
-    """IoU of both sides at ``samples`` evenly spaced times up to the shorter run's end."""
-    end = min(package["train_seconds"], bare["train_seconds"])
+def compare(package: list[dict], bare: list[dict], samples: int = 4) -> list[dict]:
+    """Both sides' nail IoU over seeds at ``samples`` evenly spaced times.
+
+    ``package`` and ``bare`` hold one run per seed. The times run up to the end of the shortest
+    run, so every run has reached each of them; at each, the mean over seeds of the best IoU
+    reached by then, its range, and the ratio of the means.
+    """
+    end = min(run["train_seconds"] for run in (*package, *bare))
     rows = []
     for k in range(1, samples + 1):
         t = end * k / samples
-        ours, theirs = best_by(package["curve"], t), best_by(bare["curve"], t)
-        rows.append(
-            {
-                "seconds": t,
-                "package": ours,
-                "bare": theirs,
-                "ratio": ours / theirs if theirs else None,
-            }
-        )
+        row = {"seconds": t}
+        for name, runs in (("package", package), ("bare", bare)):
+            values = [best_by(run["curve"], t) for run in runs]
+            row[name] = sum(values) / len(values)
+            row[f"{name}_range"] = (min(values), max(values))
+        row["ratio"] = row["package"] / row["bare"] if row["bare"] else None
+        rows.append(row)
     return rows
 
 
-def _steps_per_second(run: dict) -> float:
+def steps_per_second(run: dict) -> float:
+    """Training steps per second of training time up to the last evaluation."""
     last = run["curve"][-1]
     return last["step"] / last["seconds"]
 
@@ -237,28 +246,41 @@ def _machine() -> str:
     )
 
 
-def format_report(config: str, overrides: list[str], package: dict, bare: dict) -> str:
+def format_report(
+    config: str, overrides: list[str], seeds: list[int], package: list[dict], bare: list[dict]
+) -> str:
     rows = compare(package, bare)
     lines = [
-        f"`python benchmarks/demo_curve.py {' '.join(overrides)}` ({config}), "
-        f"{time.strftime('%Y-%m-%d %H:%M')}; {_machine()}",
+        f"`python benchmarks/demo_curve.py {' '.join(overrides)} --seeds "
+        f"{' '.join(map(str, seeds))}` ({config}), {time.strftime('%Y-%m-%d %H:%M')}; {_machine()}",
         "",
-        "| training time | package nail IoU | bare loop nail IoU | package ÷ bare |",
+        "| training time | package nail IoU, mean (range) | bare loop nail IoU, mean (range) "
+        "| package ÷ bare |",
         "|---|---|---|---|",
     ]
     for row in rows:
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
-        lines.append(
-            f"| {row['seconds'] / 60:.1f} min | {row['package']:.3f} | {row['bare']:.3f} | {ratio} |"
-        )
-    sps = _steps_per_second(package), _steps_per_second(bare)
+        cells = [
+            f"{row[name]:.3f} ({row[f'{name}_range'][0]:.3f}-{row[f'{name}_range'][1]:.3f})"
+            for name in ("package", "bare")
+        ]
+        lines.append(f"| {row['seconds'] / 60:.1f} min | {cells[0]} | {cells[1]} | {ratio} |")
+    rates = [[steps_per_second(run) for run in runs] for runs in (package, bare)]
+    means = [sum(r) / len(r) for r in rates]
     lines += [
         "",
-        f"steps per second: package {sps[0]:.2f}, bare loop {sps[1]:.2f} "
-        f"(package ÷ bare {sps[0] / sps[1]:.2f}; goal ≥ {GOAL}).",
-        f"package curve: {[(p['step'], round(p['seconds']), round(p['iou_nail'], 3)) for p in package['curve']]}",
-        f"bare curve: {[(p['step'], round(p['seconds']), round(p['iou_nail'], 3)) for p in bare['curve']]}",
+        f"steps per second, mean over seeds: package {means[0]:.2f}, bare loop {means[1]:.2f} "
+        f"(package ÷ bare {means[0] / means[1]:.2f}; goal ≥ {GOAL}); per seed: package "
+        f"{', '.join(f'{r:.2f}' for r in rates[0])}, bare {', '.join(f'{r:.2f}' for r in rates[1])}.",
+        "",
+        "Curves per seed, (step, seconds, nail IoU):",
     ]
+    for seed, ours, theirs in zip(seeds, package, bare, strict=True):
+        for name, run in (("package", ours), ("bare", theirs)):
+            points = " ".join(
+                f"({p['step']}, {round(p['seconds'])}, {p['iou_nail']:.3f})" for p in run["curve"]
+            )
+            lines.append(f"- seed {seed}, {name}: {points}")
     return "\n".join(lines)
 
 
@@ -267,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--max_steps", type=int, default=None, help="override the config's")
     parser.add_argument("--evaluations", type=int, default=8, help="evaluations per run")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2],
+        help="one run per side per seed (--seed of each); runs of one seed vary more than the "
+        "two sides do",
+    )  # fmt: skip
     parser.add_argument("--data_root", default=None, help="override the config's")
     parser.add_argument("--write", action="store_true", help="append the report to RESULTS.md")
     parser.add_argument("--bare_child", nargs=3, help=argparse.SUPPRESS)
@@ -284,16 +311,19 @@ def main(argv: list[str] | None = None) -> int:
 
     _, _, training_args = parse_args([args.config, *overrides])
     every = max(1, training_args.max_steps // args.evaluations)
+    package, bare = [], []
     with tempfile.TemporaryDirectory() as work:
-        package = _package_run(args.config, overrides, every, Path(work))
-        out = Path(work) / "bare.json"
-        subprocess.run(
-            [sys.executable, __file__, "--config", args.config, "--bare_child", str(every),
-             str(out), json.dumps(overrides)],
-            check=True, cwd=REPO_ROOT,
-        )  # fmt: skip
-        bare = json.loads(out.read_text())
-    report = format_report(args.config, overrides, package, bare)
+        for seed in args.seeds:  # both sides of a seed back to back, so drift hits both alike
+            seeded = [*overrides, "--seed", str(seed)]
+            package.append(_package_run(args.config, seeded, every, Path(work)))
+            out = Path(work) / "bare.json"
+            subprocess.run(
+                [sys.executable, __file__, "--config", args.config, "--bare_child", str(every),
+                 str(out), json.dumps(seeded)],
+                check=True, cwd=REPO_ROOT,
+            )  # fmt: skip
+            bare.append(json.loads(out.read_text()))
+    report = format_report(args.config, overrides, args.seeds, package, bare)
     print(report)
     if args.write:
         with RESULTS.open("a", encoding="utf-8") as results:
