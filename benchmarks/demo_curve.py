@@ -17,7 +17,7 @@ gives, at the same times (quarters of the shortest run), the mean over seeds of 
 validation nail IoU each side had reached by then, its range, and the ratio of the means; then
 the steps per second of each.
 
-    python benchmarks/demo_curve.py              # the shipped demo, 3 seeds: ~40 min on 2 cores
+    python benchmarks/demo_curve.py              # the shipped demo, 3 seeds: ~1 hour on 2 cores
     python benchmarks/demo_curve.py --max_steps 40 --evaluations 2 --seeds 0   # a smoke run
     python benchmarks/demo_curve.py --write      # also append the result to RESULTS.md
 """
