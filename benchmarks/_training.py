@@ -8,8 +8,8 @@ Section 2 runs the training split exactly as ``build_trainer`` prepares it (``se
 with ``default_data_collator`` through a ``DataLoader`` with 0, 1 and 2 workers, and times each
 stage of the transform in one process (the profile).
 
-Each job runs in its own process (``run_child``), with the entry points' process option (the mmap threshold) set
-unless ``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` (see ``_common.child_main``).
+Each job runs in its own process (``run_child``), with the entry points' process option (the
+mmap threshold) set unless ``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` (see ``_common.child_main``).
 """
 
 from __future__ import annotations

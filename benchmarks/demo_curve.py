@@ -267,11 +267,12 @@ def format_report(
         lines.append(f"| {row['seconds'] / 60:.1f} min | {cells[0]} | {cells[1]} | {ratio} |")
     rates = [[steps_per_second(run) for run in runs] for runs in (package, bare)]
     means = [sum(r) / len(r) for r in rates]
+    per_seed = [", ".join(f"{r:.2f}" for r in side) for side in rates]
     lines += [
         "",
         f"steps per second, mean over seeds: package {means[0]:.2f}, bare loop {means[1]:.2f} "
         f"(package ÷ bare {means[0] / means[1]:.2f}; goal ≥ {GOAL}); per seed: package "
-        f"{', '.join(f'{r:.2f}' for r in rates[0])}, bare {', '.join(f'{r:.2f}' for r in rates[1])}.",
+        f"{per_seed[0]}, bare {per_seed[1]}.",
         "",
         "Curves per seed, (step, seconds, nail IoU):",
     ]
