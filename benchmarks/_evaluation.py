@@ -105,8 +105,7 @@ def _eval_trainer(
     data_args, model_args, training_args = parse_args(argv)
     model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
     trainer, datasets = build_trainer(
-        model, processor, _eval_dataset_dict(data_root, n), data_args, model_args, training_args,
-        None,
+        model, processor, _eval_dataset_dict(data_root, n), data_args, model_args, training_args
     )  # fmt: skip
     model.eval()
     return trainer, model, datasets["validation"]

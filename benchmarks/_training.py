@@ -47,7 +47,7 @@ def _trainer_setup(
     dataset_dict, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
     model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
     trainer, datasets = build_trainer(
-        model, processor, dataset_dict, data_args, model_args, training_args, None
+        model, processor, dataset_dict, data_args, model_args, training_args
     )
     return trainer, datasets, model_args, data_args, training_args
 

@@ -147,9 +147,7 @@ def measure_loader_wait(args, device, data_root: str, work: str) -> dict:
     data_args, model_args, training_args = parse_train_args(argv)
     dataset_dict, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
     model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
-    trainer, _ = build_trainer(
-        model, processor, dataset_dict, data_args, model_args, training_args, None
-    )
+    trainer, _ = build_trainer(model, processor, dataset_dict, data_args, model_args, training_args)
     loader = trainer.get_train_dataloader()  # pinned memory, workers, moves batches to device
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, fused=device.type == "cuda")

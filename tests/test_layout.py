@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nail_segformer"
 RANKS = {
     "labels": 0,
     "runtime": 0,
+    "hub": 0,
     "_lazy": 0,
     "synthetic": 1,
     "data": 1,

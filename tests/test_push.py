@@ -40,8 +40,8 @@ LOCAL_ONLY_FILES = {
     "run_args.json",  # train.save_run_args: data_root, output_dir
     "split_manifest.csv",  # train.load_data: every photo's file name
 }
-# NailTrainer._push_from_checkpoint copies config and weights from checkpoint-N into output_dir
-# and re-saves the processor, then pushes those: no card or metrics yet.
+# HubPush.on_save publishes a checkpoint's model files (from a staged copy of checkpoint-N):
+# no card or metrics yet.
 CHECKPOINT_PUSH_FILES = {"config.json", "model.safetensors", "preprocessor_config.json"}
 # The commits of one run, in order: one per epoch, then the evaluated final model.
 EXPECTED_COMMITS = [
@@ -246,6 +246,15 @@ def test_pushed_card_is_ours_with_the_final_metrics(pushed_run):
         assert value == pytest.approx(results[split][f"{split}_{key}"]), (split, key)
 
 
+def test_pushed_card_names_no_file_that_was_not_pushed(pushed_run):
+    import re
+
+    final = pushed_run.final_files()
+    text = final["README.md"].decode()
+    named = set(re.findall(r"`([\w.-]+\.(?:csv|json|safetensors|bin))`", text))
+    assert named - set(final) == set()
+
+
 def test_token_reached_the_hub_only_through_the_authorization_header(pushed_run):
     requests = pushed_run.hub.requests
     assert requests
@@ -359,23 +368,6 @@ def _validate_card(hub: HubStub, content: str) -> int:
         return err.code
 
 
-@pytest.mark.parametrize(
-    "base_model,status",
-    [
-        ("nvidia/segformer-b4-finetuned-ade-512-512", 200),
-        ("/home/me/checkpoints/segformer", 400),  # a local path
-        ("./my-checkpoint", 400),
-        ("someone/not-on-this-hub", 400),  # a repo id, but no such model
-    ],
-)
-def test_stub_checks_card_metadata_like_the_hub(base_model, status):
-    with HubStub(models=("nvidia/segformer-b4-finetuned-ade-512-512",)) as hub:
-        content = f"---\nbase_model: {base_model}\nlibrary_name: transformers\n---\n# card\n"
-        assert _validate_card(hub, content) == status
-        broken_index = "---\nmodel-index:\n- results: 3\n---\n# card\n"
-        assert _validate_card(hub, broken_index) == 400  # what ModelCardData refuses
-
-
 @pytest.mark.parametrize("local", [True, False])
 def test_card_names_a_hub_base_model_and_never_a_local_one(tmp_path, local):
     from nail_segformer.train.card import render_model_card
@@ -397,32 +389,218 @@ def test_card_names_a_hub_base_model_and_never_a_local_one(tmp_path, local):
         assert _validate_card(hub, str(card)) == 200
 
 
-@pytest.mark.parametrize("strategy", ["end", "every_save"])
-def test_checkpoint_push_follows_the_hub_strategy(tmp_path, monkeypatch, strategy):
-    from concurrent.futures import Future
+# --------------------------------------------------------------------------- HubPush, unit
+
+
+class _FakeArgs:
+    def __init__(self, output_dir, save_strategy="epoch"):
+        self.output_dir = str(output_dir)
+        self.save_strategy = save_strategy
+
+
+def _save_event(tmp_path, step, *, max_steps=10, stopping=False):
+    """The arguments of a Trainer's on_save after it saved checkpoint-<step> of tmp_path."""
+    from transformers import TrainerControl, TrainerState
 
     from nail_segformer.model import build_model
+
+    checkpoint = tmp_path / f"checkpoint-{step}"
+    build_model("tiny", seed=step).save_pretrained(checkpoint)
+    (checkpoint / "optimizer.pt").write_bytes(b"local only")
+    state = TrainerState(global_step=step, max_steps=max_steps, epoch=float(step))
+    control = TrainerControl(should_training_stop=stopping)
+    return _FakeArgs(tmp_path), state, control
+
+
+class _RecordingPush:
+    """Stands in for nail_segformer.hub.push_folder: records what each push would publish."""
+
+    def __init__(self, release=None):
+        import threading
+
+        self.pushes = []
+        self.release = release or threading.Event()
+        if release is None:
+            self.release.set()
+
+    def __call__(self, folder, repo_id, patterns, *, commit_message, **kwargs):
+        from nail_segformer.hub import matching_files
+
+        self.release.wait(30)
+        files = {n: (Path(folder) / n).read_bytes() for n in matching_files(folder, patterns)}
+        self.pushes.append((commit_message, files))
+        return repo_id
+
+
+@pytest.mark.parametrize("every_save", [True, False], ids=["every_save", "end"])
+def test_checkpoint_push_follows_the_hub_strategy(tmp_path, every_save):
+    from nail_segformer.train.push import HubPush
+
+    push = _RecordingPush()
+    hub_push = HubPush("me/nails", every_save=every_save, push=push)
+    hub_push.on_save(*_save_event(tmp_path, 3))
+    assert hub_push.wait(30)
+    expected = ["Training in progress, epoch 3"] if every_save else []
+    assert [message for message, _ in push.pushes] == expected
+    if every_save:
+        assert set(push.pushes[0][1]) == {"config.json", "model.safetensors"}
+    assert not list(tmp_path.glob("_hub_staging-*"))  # the staged copy is gone
+
+
+@pytest.mark.parametrize("always_push", [False, True])
+def test_a_save_during_an_upload_is_skipped_unless_always_push(tmp_path, always_push):
+    import threading
+
+    from nail_segformer.train.push import HubPush
+
+    release = threading.Event()
+    push = _RecordingPush(release)
+    hub_push = HubPush("me/nails", always_push=always_push, push=push)
+    hub_push.on_save(*_save_event(tmp_path, 1))
+    hub_push.on_save(*_save_event(tmp_path, 2))  # while the first upload still runs
+    release.set()
+    assert hub_push.wait(30)
+    expected = [1, 2] if always_push else [1]
+    assert [m for m, _ in push.pushes] == [f"Training in progress, epoch {e}" for e in expected]
+
+
+@pytest.mark.parametrize("step,pushed", [(4, False), (10, True)], ids=["stop", "last-step"])
+def test_a_save_that_stops_training_early_is_not_pushed(tmp_path, step, pushed):
+    from nail_segformer.train.push import HubPush
+
+    push = _RecordingPush()
+    hub_push = HubPush("me/nails", push=push)
+    hub_push.on_save(*_save_event(tmp_path, step, max_steps=10, stopping=True))
+    assert hub_push.wait(30)
+    assert len(push.pushes) == int(pushed)
+
+
+def test_staged_checkpoint_survives_its_deletion(tmp_path):
+    import shutil
+    import threading
+
+    from nail_segformer.train.push import HubPush
+
+    release = threading.Event()
+    push = _RecordingPush(release)
+    hub_push = HubPush("me/nails", push=push)
+    event = _save_event(tmp_path, 1)
+    weights = (tmp_path / "checkpoint-1" / "model.safetensors").read_bytes()
+    hub_push.on_save(*event)
+    shutil.rmtree(tmp_path / "checkpoint-1")  # save_total_limit rotates it out mid-upload
+    release.set()
+    assert hub_push.wait(30)
+    assert hub_push.error is None
+    assert push.pushes[0][1]["model.safetensors"] == weights
+
+
+def test_trainer_gets_arguments_without_push_or_token(tmp_path):
+    from nail_segformer.model import build_model
     from nail_segformer.train import parse_args
+    from nail_segformer.train.push import HubPush
     from nail_segformer.train.trainer import NailTrainer
 
-    uploads = []
-
-    def upload(self, message, blocking, revision=None):
-        uploads.append(message)
-        done = Future()
-        done.set_result(None)
-        return done
-
-    monkeypatch.setattr(NailTrainer, "init_hf_repo", lambda self, token=None, private=None: None)
-    monkeypatch.setattr(NailTrainer, "_upload", upload)
+    token = _planted_token()
     _, _, args = parse_args(
         ["--data_root", "d", "--output_dir", str(tmp_path / "run"), "--use_cpu", "true"]
         + ["--eval_strategy", "no", "--save_strategy", "epoch", "--load_best_model_at_end", "false"]
-        + ["--push_to_hub", "true", "--hub_model_id", "me/nails", "--hub_strategy", strategy]
+        + ["--push_to_hub", "true", "--hub_model_id", "me/nails", "--hub_token", token]
     )
     trainer = NailTrainer(model=build_model("tiny", seed=0), args=args)
-    trainer.push_in_progress = None  # what the stubbed init_hf_repo would have set
-    trainer.model.save_pretrained(tmp_path / "run" / "checkpoint-3")
-    trainer.state.epoch = 1.0
-    trainer._push_from_checkpoint(str(tmp_path / "run" / "checkpoint-3"))
-    assert uploads == ([] if strategy == "end" else ["Training in progress, epoch 1"])
+    assert (trainer.args.push_to_hub, trainer.args.hub_token) == (False, None)
+    assert isinstance(trainer.hub_push, HubPush) and trainer.hub_push.repo_id == "me/nails"
+    assert trainer.hub_push in trainer.callback_handler.callbacks
+    assert token not in repr(trainer.hub_push)
+
+
+# --------------------------------------------------------------------------- HubPush, end to end
+
+
+def _run_with_hub(argv, hub, hf_home, timeout=240):
+    return subprocess.run(
+        [sys.executable, "run_finetune.py", *argv],
+        cwd=REPO_ROOT,
+        env=_hub_env(hub, hf_home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_every_checkpoint_reaches_the_hub_whole_with_save_total_limit_1(synthetic_root, tmp_path):
+    from safetensors.torch import load
+
+    token = _planted_token()
+    argv = tiny_run_argv(
+        synthetic_root,
+        tmp_path / "run",
+        *("--push_to_hub", "true", "--hub_model_id", REPO_ID, "--hub_token", token),
+        *("--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "1"),
+        *("--eval_strategy", "no", "--load_best_model_at_end", "false"),
+        *("--hub_always_push", "true"),
+    )
+    # Each commit takes longer than a step, so the Trainer deletes a checkpoint before its
+    # upload starts: only a staged copy can still be uploaded whole.
+    with HubStub(expected_token=token, commit_delay_s=0.7) as hub:
+        proc = _run_with_hub(argv, hub, tmp_path / "hf_home")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    steps = 2 * 3  # 2 epochs of 12 photos at batch 4
+    commits = hub.commits_to(REPO_ID)
+    assert [c.summary for c in commits] == [
+        *(f"Training in progress, step {s}" for s in range(1, steps + 1)),
+        FINAL_MESSAGE,
+    ]
+    weights = []
+    for commit in commits[:steps]:
+        assert set(commit.files) == CHECKPOINT_PUSH_FILES, commit.summary
+        weights.append(load(commit.files["model.safetensors"]))
+    assert len({float(w["decode_head.classifier.weight"].sum()) for w in weights}) == steps
+    assert len(list((tmp_path / "run").glob("checkpoint-*"))) == 1
+    assert not list((tmp_path / "run").glob("_hub_staging-*"))
+
+
+def test_sigterm_during_a_slow_upload_exits_promptly_with_the_hint(synthetic_root, tmp_path):
+    import signal
+    import time
+
+    from nail_segformer.train.pipeline import STOP_UPLOAD_WAIT_S
+
+    token = _planted_token()
+    run = tmp_path / "run"
+    argv = tiny_run_argv(
+        synthetic_root,
+        run,
+        *("--push_to_hub", "true", "--hub_model_id", REPO_ID, "--hub_token", token),
+        *("--num_train_epochs", "200", "--save_strategy", "epoch"),
+        *("--eval_strategy", "no", "--load_best_model_at_end", "false"),
+    )
+    with HubStub(expected_token=token, commit_delay_s=120) as hub:
+        proc = subprocess.Popen(
+            [sys.executable, "run_finetune.py", *argv],
+            cwd=REPO_ROOT,
+            env=_hub_env(hub, tmp_path / "hf_home"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while hub.commits_started == 0 and proc.poll() is None:
+                assert time.monotonic() < deadline, "no checkpoint upload started"
+                time.sleep(0.05)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=STOP_UPLOAD_WAIT_S + 60)[0]
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-4000:]
+    assert took < STOP_UPLOAD_WAIT_S + 30, took  # not the stand-in's 120 s
+    assert "is abandoned" in out
+    (checkpoint,) = (c for c in run.glob("checkpoint-*") if c.name in out)
+    assert f"{checkpoint.name} is not pushed" in out
+    assert f"hf upload {REPO_ID} {checkpoint} ." in out
+    assert hub.commits_to(REPO_ID) == []  # the one upload never finished
+    assert token not in out

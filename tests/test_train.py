@@ -472,7 +472,7 @@ def test_training_scores_through_the_bundled_evaluate_module(
     dataset_dict, _ = build.load_data(data_args, str(tmp_path), resuming=False, write=False)
     model, processor = build.build_model_and_processor(model_args, data_args, training_args.seed)
     trainer, _ = build.build_trainer(
-        model, processor, dataset_dict, data_args, model_args, training_args, card_writer=None
+        model, processor, dataset_dict, data_args, model_args, training_args
     )
     hook = trainer.compute_metrics
     assert isinstance(hook, StreamingSegmentationMetrics) and training_args.batch_eval_metrics

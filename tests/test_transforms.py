@@ -449,6 +449,6 @@ def test_photometric_augmentation_flag_reaches_the_pipeline(
     data_args, model_args, training_args = parse_args(argv)
     dataset_dict, _ = load_data(data_args, str(tmp_path), resuming=False)
     model, processor = build_model_and_processor(model_args, data_args, seed=0)
-    build_trainer(model, processor, dataset_dict, data_args, model_args, training_args, print)
+    build_trainer(model, processor, dataset_dict, data_args, model_args, training_args)
     probabilities = [built.get(k) for k in ("color_p", "blur_p", "compression_p")]
     assert probabilities == ([None] * 3 if photometric == "true" else [0.0] * 3)

@@ -283,9 +283,7 @@ def optimizer_recipe(model_args: ModelArguments, training_args):
 _NO_PHOTOMETRIC = {"color_p": 0.0, "blur_p": 0.0, "compression_p": 0.0}
 
 
-def build_trainer(
-    model, processor, dataset_dict, data_args, model_args, training_args, card_writer
-):
+def build_trainer(model, processor, dataset_dict, data_args, model_args, training_args):
     """A :class:`~nail_segformer.train.trainer.NailTrainer` with transforms, loss and metrics wired."""
     from transformers import default_data_collator
 
@@ -340,7 +338,6 @@ def build_trainer(
         data_collator=default_data_collator,
         compute_loss_func=loss.as_trainer_loss(),
         compute_metrics=StreamingSegmentationMetrics(ID2LABEL),
-        card_writer=card_writer,
         callbacks=[_BadPairsReport(training_args.output_dir, data_args.data_root)],
         optimizer_recipe=optimizer_recipe(model_args, training_args),
     ), datasets

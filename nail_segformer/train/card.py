@@ -124,7 +124,8 @@ of the image diagonal ([Cheng et al., CVPR 2021](https://arxiv.org/abs/2103.1656
 
 Photos and masks from an `Images/<category>/` + `Masks/<category>/` folder
 (categories: {", ".join(map(str, data_summary.get("categories", []))) or "none"}), split
-stratified by category; the exact split is in `split_manifest.csv`.
+stratified by category. Which photo went to which split is kept by whoever trained the model
+and not published, since it lists their file names.
 
 | split | pairs |
 |---|---|

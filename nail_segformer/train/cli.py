@@ -11,11 +11,11 @@ import logging
 import sys
 
 from nail_segformer.data import DataError
+from nail_segformer.hub import PushError
 from nail_segformer.model import HubUnavailableError
 from nail_segformer.train.parsing import ArgumentsError
 from nail_segformer.train.pipeline import main as run
 from nail_segformer.train.run_dir import RunDirError
-from nail_segformer.train.trainer import PushError
 
 __all__ = ["main"]
 

@@ -45,6 +45,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+FINAL_COMMIT_MESSAGE = "nail_segformer: final model"
+# How long a run stopped by a signal waits for a checkpoint upload still running: pre-emption
+# grace periods are often 30 s (Kubernetes' default), and the checkpoint has been saved by then.
+STOP_UPLOAD_WAIT_S = 15.0
+
 
 def setup_logging(training_args: TrainingArguments) -> None:
     """Configure the root logger and the HF libraries once, at the process's log level.
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
     card = run_dir.CardContext(model_args, training_args, dataset_dict, data_args)
     trainer, datasets = build_trainer(
-        model, processor, dataset_dict, data_args, model_args, training_args, card.write
+        model, processor, dataset_dict, data_args, model_args, training_args
     )
     card.optimizer_recipe = trainer.optimizer_recipe
     trainer.add_callback(ProgressLogCallback())
@@ -216,15 +221,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     finally:
         stopper.restore()
     if stop_signal is not None:
+        if trainer.hub_push is not None and trainer.is_world_process_zero():
+            trainer.hub_push.stopped(
+                run_dir.find_last_checkpoint(training_args.output_dir), STOP_UPLOAD_WAIT_S
+            )
         logger.warning(
             "stopped by %s at step %d after saving a checkpoint; run the same command again to resume",
             signal.Signals(stop_signal).name,
             trainer.state.global_step,
         )
         raise SystemExit(128 + stop_signal)
-    # Without pushing: under --push_to_hub the Trainer pushes on every public save_model(), which
-    # would publish a card without metrics; the push at the end carries the evaluated model.
-    trainer.save_model(_internal_call=True)
+    trainer.save_model()
     trainer.save_state()
     trainer.save_metrics("train", train_result.metrics)
 
@@ -238,6 +245,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if trainer.is_world_process_zero():
         card.write(training_args.output_dir)
         print(format_metrics_table(metrics))
-    if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="nail_segformer: final model")
+    if trainer.hub_push is not None and trainer.is_world_process_zero():
+        trainer.hub_push.push_final(training_args.output_dir, FINAL_COMMIT_MESSAGE)
     return metrics

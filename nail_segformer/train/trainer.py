@@ -7,69 +7,46 @@ custom loss by the number of processes under DDP when it counts label tokens, pi
 arguments, Hub token included, into every checkpoint, and pushes everything at the top of the
 output folder, local paths and the user's file names included. :class:`NailTrainer` reloads
 checkpoints through ``from_pretrained`` (which converts the names) and refuses any missing,
-unexpected or mismatched tensor, never counts label "tokens", keeps the Hub token out of its
-arguments, pushes only :data:`PUBLISHED_FILES`, and builds SegFormer's fine-tuning parameter
-groups (decode head at a multiple of the learning rate, no weight decay on normalisation
-layers) through the Trainer's own optimizer creation.
+unexpected or mismatched tensor, never counts label "tokens", hands the Trainer a copy of its
+arguments without the Hub token and with the Trainer's own pushing off (``--push_to_hub`` is
+:class:`~nail_segformer.train.push.HubPush`, a public callback), and builds SegFormer's
+fine-tuning parameter groups (decode head at a multiple of the learning rate, no weight decay on
+normalisation layers) through the Trainer's own optimizer creation.
+
+Private parts of the Trainer this module relies on, each for a reason the public API cannot
+serve; a later change that must add one adds it here:
+
+- ``_load_from_checkpoint`` and ``_load_best_model``: reload strictly through
+  ``from_pretrained`` (transformers issue #43701, above); DeepSpeed and FSDP keep the Trainer's.
+- ``_save``: the final model is written beside the old one and moved in with atomic renames, so
+  a crash mid-save never leaves half a model in the run folder.
+- ``_get_num_items_in_batch``: returns ``None`` so the Trainer does not rescale SegFormer's mean
+  loss by the number of processes under DDP.
+- ``get_eval_dataloader`` calls ``_get_dataloader`` and ``_get_eval_sampler``: with persistent
+  workers the Trainer caches one evaluation loader and would score the test split on the
+  validation photos; another split gets a loader of its own, not cached.
+- ``create_optimizer`` imports ``transformers.trainer_optimizer.has_mixed_dtensor`` and
+  ``is_optimizer_factory`` (module-level helpers, not exported) to fall back to the Trainer's
+  groups for optimizers that build their own.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import copy
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers import Trainer
 
 from nail_segformer.train.optim import OptimizerRecipe, optimizer_parameter_groups
+from nail_segformer.train.push import HubPush
 
-__all__ = [
-    "PUBLISHED_FILES",
-    "NailTrainer",
-    "PushError",
-    "load_checkpoint_weights",
-    "push_later_hint",
-]
+__all__ = ["NailTrainer", "load_checkpoint_weights"]
 
 logger = logging.getLogger(__name__)
-
-
-class PushError(RuntimeError):
-    """A push to the Hub failed; every local file is still in place."""
-
-
-# What a push publishes, from the top of the output folder: the model, its processor, the card
-# and the metrics. Everything else stays local: run_args.json and training_args.bin hold local
-# paths, split_manifest.csv and bad_pairs.json the user's file names, trainer_state.json the
-# best checkpoint's local path.
-PUBLISHED_FILES = (
-    "config.json",
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "model-*-of-*.safetensors",
-    "preprocessor_config.json",
-    "README.md",
-    "all_results.json",
-    "train_results.json",
-    "validation_results.json",
-    "test_results.json",
-)
-
-
-def push_later_hint(repo_id: str | None, output_dir: str) -> str:
-    """The command that pushes a finished run folder by hand (the same files as a push)."""
-    includes = " ".join(f'--include "{pattern}"' for pattern in PUBLISHED_FILES)
-    return f"hf upload {repo_id or '<user>/<repo>'} {output_dir} . {includes}"
-
-
-def _published(relative_path: str) -> bool:
-    return "/" not in relative_path and any(
-        fnmatch.fnmatchcase(relative_path, pattern) for pattern in PUBLISHED_FILES
-    )
 
 
 def load_checkpoint_weights(model: torch.nn.Module, checkpoint_dir: str | os.PathLike) -> None:
@@ -112,8 +89,9 @@ class NailTrainer(Trainer):
     """``Trainer`` for SegFormer segmentation; see the module docstring for what it changes.
 
     Args:
-        card_writer: called with the output folder whenever the Trainer would write its own
-            model card (before a push), so the pushed README is this package's card.
+        args: ``TrainingArguments``. Under ``push_to_hub`` the run is published by
+            :attr:`hub_push`, a :class:`~nail_segformer.train.push.HubPush` callback built from
+            the ``hub_*`` fields; the Trainer itself gets a copy without pushing or token.
         optimizer_recipe: parameter groups of the optimizer; default: the plain Trainer's (one
             learning rate, no decay on normalisation layers and biases).
         **kwargs: passed to ``Trainer``.
@@ -127,35 +105,22 @@ class NailTrainer(Trainer):
         model=None,
         args=None,
         *,
-        card_writer: Callable[[str], None] | None = None,
         optimizer_recipe: OptimizerRecipe | None = None,
         **kwargs,
     ):
         self.optimizer_recipe = optimizer_recipe or OptimizerRecipe()
-        if args is not None and args.hub_token:
-            # The Trainer pickles `args` into training_args.bin in every checkpoint and pushed
-            # folder. huggingface_hub reads HF_TOKEN when it needs a token, so the token lives
-            # there instead and never reaches a file.
-            os.environ["HF_TOKEN"] = args.hub_token
+        self.hub_push: HubPush | None = None
+        if args is not None and (args.push_to_hub or args.hub_token):
+            if args.push_to_hub:
+                self.hub_push = HubPush.from_training_args(args)
+            # The Trainer pickles its arguments into training_args.bin of every checkpoint, and
+            # its own push would publish the whole output folder through private methods.
+            args = copy.copy(args)
+            args.push_to_hub = False
             args.hub_token = None
-        self.push_error: str | None = None
         super().__init__(model=model, args=args, **kwargs)
-        self.card_writer = card_writer
-
-    # Pushing is a side job: a Hub that is down, a bad token or a missing permission is
-    # reported once, with the command to push later, and training carries on.
-
-    def _push_failed(self, err: Exception) -> None:
-        if self.push_error is None:
-            logger.error(
-                "pushing to the Hub failed (%s: %s); training goes on and every file stays in %s. "
-                "Push later with: %s",
-                type(err).__name__,
-                err,
-                self.args.output_dir,
-                push_later_hint(self.args.hub_model_id, self.args.output_dir),
-            )
-        self.push_error = f"{type(err).__name__}: {err}"
+        if self.hub_push is not None:
+            self.add_callback(self.hub_push)
 
     def create_optimizer(self, model=None):
         """The Trainer's optimizer (``--optim``), over :func:`optimizer_parameter_groups`."""
@@ -201,112 +166,6 @@ class NailTrainer(Trainer):
             ),
         )
         return self.optimizer
-
-    def init_hf_repo(self, token=None, private=None):
-        try:
-            super().init_hf_repo(token=token, private=private)
-        except Exception as err:  # noqa: BLE001 - any Hub failure must not stop training
-            self._push_failed(err)
-
-    def _upload(self, commit_message: str, blocking: bool, revision: str | None = None):
-        """Upload :data:`PUBLISHED_FILES` from the output folder, and nothing else."""
-        from transformers.utils.hub import hf_api
-
-        folder = Path(self.args.output_dir)
-        names = sorted(p.name for p in folder.iterdir() if p.is_file() and _published(p.name))
-        return hf_api().upload_folder(
-            repo_id=self.hub_model_id,
-            folder_path=str(folder),
-            commit_message=commit_message,
-            token=self.args.hub_token,
-            run_as_future=not blocking,
-            allow_patterns=names,
-            revision=revision or self.args.hub_revision,
-        )
-
-    def _push_from_checkpoint(self, checkpoint_folder):
-        # The Trainer's version uploads the whole output folder; this one, the published files.
-        from transformers.trainer_utils import HubStrategy, SaveStrategy
-        from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_NAME
-
-        if (
-            self.push_error is not None
-            or not self.is_world_process_zero()
-            or self.args.hub_strategy == HubStrategy.END
-        ):
-            return
-        if not self.args.hub_always_push and not (
-            self.push_in_progress is None or self.push_in_progress.is_done()
-        ):
-            return
-        try:
-            self.callback_handler.on_push_begin(self.args, self.state, self.control)
-            for name in (CONFIG_NAME, SAFE_WEIGHTS_NAME):
-                if os.path.isfile(os.path.join(checkpoint_folder, name)):
-                    shutil.copy(
-                        os.path.join(checkpoint_folder, name),
-                        os.path.join(self.args.output_dir, name),
-                    )
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(self.args.output_dir)
-            if self.args.save_strategy == SaveStrategy.STEPS:
-                message = f"Training in progress, step {self.state.global_step}"
-            else:
-                message = f"Training in progress, epoch {int(self.state.epoch)}"
-            job = self._upload(message, blocking=False)
-        except Exception as err:  # noqa: BLE001
-            self._push_failed(err)
-            return
-        from transformers.utils.hub import PushInProgress
-
-        if self.push_in_progress is None or self.push_in_progress.is_done():
-            self.push_in_progress = PushInProgress([job])
-        else:
-            self.push_in_progress.jobs.append(job)
-
-    def _finish_current_push(self):
-        try:
-            super()._finish_current_push()
-        except Exception as err:  # noqa: BLE001
-            self._push_failed(err)
-        finally:
-            self.push_in_progress = None
-
-    def push_to_hub(
-        self,
-        commit_message: str | None = "End of training",
-        blocking: bool = True,
-        token: str | None = None,
-        revision: str | None = None,
-        private: bool | None = None,
-        **kwargs,
-    ):
-        """Push the final model, processor, card and metrics (:data:`PUBLISHED_FILES`).
-
-        Raises:
-            PushError: the push failed; every local file is kept.
-        """
-        if token is not None:
-            os.environ["HF_TOKEN"] = token  # as in __init__: never into self.args
-        if self.push_error is None:
-            try:
-                self.callback_handler.on_push_begin(self.args, self.state, self.control)
-                if self.hub_model_id is None:
-                    self.init_hf_repo(private=private)
-                self.save_model(_internal_call=True)
-                if not self.is_world_process_zero():
-                    return None
-                self.create_model_card(**kwargs)
-                self._finish_current_push()
-                if self.push_error is None:
-                    return self._upload(commit_message, blocking, revision)
-            except Exception as err:  # noqa: BLE001
-                self._push_failed(err)
-        raise PushError(
-            f"the model was not pushed to {self.args.hub_model_id} ({self.push_error}); it is "
-            f"complete in {self.args.output_dir}. Push it with: "
-            f"{push_later_hint(self.args.hub_model_id, self.args.output_dir)}"
-        )
 
     def get_eval_dataloader(self, eval_dataset=None):
         # With persistent workers the Trainer keeps one evaluation loader under the key "eval"
@@ -365,7 +224,3 @@ class NailTrainer(Trainer):
         for name in names:
             os.replace(staging / name, target / name)
         staging.rmdir()
-
-    def create_model_card(self, *args, **kwargs):
-        if self.card_writer is not None and self.is_world_process_zero():
-            self.card_writer(self.args.output_dir)

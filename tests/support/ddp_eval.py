@@ -78,7 +78,7 @@ def evaluate(model_dir: str, data_root: str, work_dir: str) -> dict:
     )
     model, processor = build.build_model_and_processor(model_args, data_args, training_args.seed)
     trainer, datasets = build.build_trainer(
-        model, processor, dataset_dict, data_args, model_args, training_args, card_writer=None
+        model, processor, dataset_dict, data_args, model_args, training_args
     )
     streaming = trainer.compute_metrics
     streaming.metric = RecordingModule(streaming.metric)

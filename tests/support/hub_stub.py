@@ -39,6 +39,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -93,6 +94,8 @@ class HubStub:
             card's ``base_model`` may name).
         max_body_bytes: larger request bodies are refused with 413.
         max_lifetime_s: the server stops itself this many seconds after :meth:`start`.
+        commit_delay_s: each commit is answered (and recorded) this many seconds after it
+            arrives, like a slow upload; :attr:`commits_started` counts those that arrived.
     """
 
     def __init__(
@@ -102,11 +105,14 @@ class HubStub:
         models: tuple[str, ...] = (),
         max_body_bytes: int = 64 * 1024 * 1024,
         max_lifetime_s: float = 300.0,
+        commit_delay_s: float = 0.0,
     ):
         self.expected_token = expected_token
         self.models = set(models)
         self.max_body_bytes = max_body_bytes
         self.max_lifetime_s = max_lifetime_s
+        self.commit_delay_s = commit_delay_s
+        self.commits_started = 0
         self.repos: dict[str, dict] = {}
         self.commits: list[Commit] = []
         self.requests: list[RecordedRequest] = []
@@ -226,6 +232,9 @@ class HubStub:
 
     def _commit(self, repo_id: str, revision: str, body: bytes) -> dict:
         self._require_repo(repo_id)
+        with self._lock:
+            self.commits_started += 1
+        time.sleep(self.commit_delay_s)
         items = [json.loads(line) for line in body.splitlines() if line.strip()]
         if not items or items[0].get("key") != "header":
             raise _StubError(400, "a commit payload starts with a 'header' line")
