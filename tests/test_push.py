@@ -604,3 +604,17 @@ def test_sigterm_during_a_slow_upload_exits_promptly_with_the_hint(synthetic_roo
     assert f"hf upload {REPO_ID} {checkpoint} ." in out
     assert hub.commits_to(REPO_ID) == []  # the one upload never finished
     assert token not in out
+
+
+def test_hub_flags_reach_the_push(tmp_path):
+    from nail_segformer.train import parse_args
+    from nail_segformer.train.push import HubPush
+
+    _, _, args = parse_args(
+        ["--data_root", "d", "--output_dir", str(tmp_path / "my-run"), "--push_to_hub", "true"]
+        + ["--hub_strategy", "end", "--hub_always_push", "true", "--hub_private_repo", "true"]
+        + ["--hub_revision", "dev"]
+    )
+    push = HubPush.from_training_args(args)
+    assert (push.repo_id, push.every_save, push.always_push) == ("my-run", False, True)
+    assert (push.private, push.revision) == (True, "dev")
