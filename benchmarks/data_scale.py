@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -148,7 +148,7 @@ def environment(argv: list[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "-"
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join(["python", "benchmarks/data_scale.py", *argv]),
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, "
         f"load {os.getloadavg()[0]:.1f}",

@@ -115,7 +115,7 @@ class DataArguments:
             "help": "Mask values that mean nail, comma-separated (e.g. '2' for class-index "
             "masks, '#ff0000' for a colour): exactly those are nail, 255 is ignored unless "
             "listed, the rest is background. Default: each mask is read by the convention its "
-            "values show (README: Your data)."
+            "values show (README: Your data; docs/data.md)."
         },
     )
     resize_cache: bool = field(
