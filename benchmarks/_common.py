@@ -96,8 +96,9 @@ def machine_info() -> dict[str, str]:
             versions[name] = "missing"
     import torch
 
-    return {
+    info = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": " ".join(["python", *map(_portable, sys.argv)]),
         "cpu": cpu,
         "cores": f"{len(os.sched_getaffinity(0))} usable of {os.cpu_count()}",
         "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
@@ -107,6 +108,30 @@ def machine_info() -> dict[str, str]:
         "commit": _git_commit(),
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
     }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    info["summary"] = (
+        f"{info['date']}; {info.get('gpu', cpu)}, {info['cores']} cores, "
+        f"{info['memory']}; Python {info['python']}; {info['versions']}; commit {info['commit']}"
+    )
+    return info
+
+
+def _portable(arg: str) -> str:
+    """An argument as a user would type it: repository paths relative, no local prefix."""
+    try:
+        return str(Path(arg).resolve().relative_to(REPO_ROOT))
+    except (ValueError, OSError):
+        return arg
+
+
+def format_table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table: one header row, then ``rows`` (cells already formatted, or numbers)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = [fmt(c) if isinstance(c, float) else str(c) for c in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _git_commit() -> str:
