@@ -78,8 +78,6 @@ def machine_info() -> dict[str, str]:
     """Hardware, software and code version, recorded next to every result."""
     import importlib.metadata as metadata
 
-    import psutil
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -101,7 +99,7 @@ def machine_info() -> dict[str, str]:
         "command": " ".join(["python", *map(_portable, sys.argv)]),
         "cpu": cpu,
         "cores": f"{len(os.sched_getaffinity(0))} usable of {os.cpu_count()}",
-        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB",
         "torch_threads": str(torch.get_num_threads()),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "python": platform.python_version(),

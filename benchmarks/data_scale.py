@@ -22,21 +22,20 @@ import argparse
 import io
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import format_table, machine_info  # noqa: E402
 
 SEED = 0
 CATEGORIES = ("1", "2", "3", "4")
 POOL = 8  # distinct photos (and masks) written round-robin
-PACKAGES = ("datasets", "pyarrow", "pillow", "numpy")
 
 
 def _encoded_pool(width: int, height: int) -> list[tuple[bytes, bytes]]:
@@ -140,38 +139,18 @@ def measure(n: int, width: int, height: int, keep: Path | None) -> dict:
             shutil.rmtree(root.parent, ignore_errors=True)
 
 
-def environment(argv: list[str]) -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "-"
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["python", "benchmarks/data_scale.py", *argv]),
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, "
-        f"load {os.getloadavg()[0]:.1f}",
-        "python": platform.python_version(),
-        "packages": ", ".join(f"{k} {v}" for k, v in versions.items()),
-    }
-
-
-def format_table(results: list[dict]) -> str:
-    header = (
-        f"{'N':>7} {'find s':>8} {'split s':>8} {'build s':>8} {'total s':>8} {'us/pair':>8} "
-        f"{'peak MB':>8} {'growth MB':>9} {'decoded':>8}"
-    )
-    lines = [header]
+def results_table(results: list[dict]) -> str:
+    rows = []
     for r in results:
         s = r["seconds"]
         total = s["find"] + s["split"] + s["build"]
-        lines.append(
-            f"{r['n']:>7} {s['find']:>8.2f} {s['split']:>8.2f} {s['build']:>8.2f} {total:>8.2f} "
-            f"{total / r['n'] * 1e6:>8.0f} {r['peak_rss_mb']:>8.0f} "
-            f"{r['peak_rss_mb'] - r['rss_after_imports_mb']:>9.1f} {r['decoded_files']:>8}"
-        )
-    return "\n".join(lines)
+        rows.append(
+            [r["n"], f"{s['find']:.2f}", f"{s['split']:.2f}", f"{s['build']:.2f}", f"{total:.2f}",
+             f"{total / r['n'] * 1e6:.0f}", f"{r['peak_rss_mb']:.0f}",
+             f"{r['peak_rss_mb'] - r['rss_after_imports_mb']:.1f}", r["decoded_files"]]
+        )  # fmt: skip
+    headers = ["N", "find s", "split s", "build s", "total s", "us/pair", "peak MB"]
+    return format_table([*headers, "growth MB", "decoded"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = args.sizes or ([200, 2000] if args.quick else [2000, 20000])
     width, height = (int(v) for v in args.image_size.lower().split("x"))
-    env = environment(argv)
-    print("\n".join(f"{k}: {v}" for k, v in env.items()), flush=True)
+    env = machine_info()
+    print(env["summary"], flush=True)
     results = []
     for n in sizes:
         results.append(measure(n, width, height, args.keep))
@@ -200,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print()
-    print(format_table(results))
+    print(results_table(results))
     if args.json:
         args.json.write_text(json.dumps({"environment": env, "results": results}, indent=2))
     return 0

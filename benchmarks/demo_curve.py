@@ -234,37 +234,28 @@ def steps_per_second(run: dict) -> float:
     return last["step"] / last["seconds"]
 
 
-def _machine() -> str:
-    """CPU, cores, commit and versions (the benchmarks' shared record), and the load now."""
-    sys.path.insert(0, str(BENCH_DIR))
-    from _common import machine_info
-
-    info = machine_info()
-    return (
-        f"{info['cpu']}, {info['cores']} cores, {info['memory']}, commit {info['commit']}, "
-        f"load {os.getloadavg()[0]:.1f} at the end; {info['versions']}"
-    )
-
-
 def format_report(
     config: str, overrides: list[str], seeds: list[int], package: list[dict], bare: list[dict]
 ) -> str:
-    rows = compare(package, bare)
-    lines = [
-        f"`python benchmarks/demo_curve.py {' '.join(overrides)} --seeds "
-        f"{' '.join(map(str, seeds))}` ({config}), {time.strftime('%Y-%m-%d %H:%M')}; {_machine()}",
-        "",
-        "| training time | package nail IoU, mean (range) | bare loop nail IoU, mean (range) "
-        "| package ÷ bare |",
-        "|---|---|---|---|",
-    ]
-    for row in rows:
-        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
+    sys.path.insert(0, str(BENCH_DIR))
+    from _common import format_table, machine_info
+
+    table = []
+    for row in compare(package, bare):
         cells = [
             f"{row[name]:.3f} ({row[f'{name}_range'][0]:.3f}-{row[f'{name}_range'][1]:.3f})"
             for name in ("package", "bare")
         ]
-        lines.append(f"| {row['seconds'] / 60:.1f} min | {cells[0]} | {cells[1]} | {ratio} |")
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
+        table.append([f"{row['seconds'] / 60:.1f} min", *cells, ratio])
+    headers = ["training time", "package nail IoU, mean (range)"]
+    lines = [
+        f"`python benchmarks/demo_curve.py {' '.join(overrides)} --seeds "
+        f"{' '.join(map(str, seeds))}` ({config}); {machine_info()['summary']}; load "
+        f"{os.getloadavg()[0]:.1f} at the end",
+        "",
+        format_table([*headers, "bare loop nail IoU, mean (range)", "package ÷ bare"], table),
+    ]
     rates = [[steps_per_second(run) for run in runs] for runs in (package, bare)]
     means = [sum(r) / len(r) for r in rates]
     per_seed = [", ".join(f"{r:.2f}" for r in side) for side in rates]

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import format_table, machine_info  # noqa: E402 - sets the offline variables
 
 CONFIGS = ("fp32", "bf16", "channels_last", "compile")
 
@@ -181,25 +179,22 @@ def measure_loader_wait(args, device, data_root: str, work: str) -> dict:
     }
 
 
-def format_table(results: list[dict]) -> str:
-    lines = [
-        "| config | samples/s | step ms | peak GPU memory GiB | data wait |",
-        "|---|---|---|---|---|",
-    ]
+def results_table(results: list[dict]) -> str:
+    rows = []
     for r in results:
-        peak = r.get("peak_memory_gib")
-        wait = r.get("wait_fraction")
-        lines.append(
-            f"| {r['config']} | {r['samples_per_s']:.2f} | {r.get('step_ms', r.get('mean_step_ms')):.1f} "
-            f"| {'-' if peak is None else f'{peak:.2f}'} | {'-' if wait is None else f'{wait:.1%}'} |"
-        )
-    return "\n".join(lines)
+        peak, wait = r.get("peak_memory_gib"), r.get("wait_fraction")
+        rows.append(
+            [r["config"], f"{r['samples_per_s']:.2f}", f"{r.get('step_ms', r.get('mean_step_ms')):.1f}",
+             "-" if peak is None else f"{peak:.2f}", "-" if wait is None else f"{wait:.1%}"]
+        )  # fmt: skip
+    return format_table(
+        ["config", "samples/s", "step ms", "peak GPU memory GiB", "data wait"], rows
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
-    import transformers
     from transformers import default_data_collator
 
     from nail_segformer.data import load_splits
@@ -216,18 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no CUDA device: run with --device cpu --dry-run to check the script")
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here; bf16 is its own row
     torch.backends.cudnn.allow_tf32 = False
-    info = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "preset": args.preset,
-        "size": args.size,
-        "batch": args.batch,
-    }
+    info = {**machine_info(), "preset": args.preset, "size": args.size, "batch": args.batch}
     print(json.dumps(info), flush=True)
     with tempfile.TemporaryDirectory(prefix="nail-gpu-") as work:
         data_root = str(Path(work) / "photos")
@@ -256,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results.append(job())
             print(json.dumps(results[-1]), flush=True)
-    print(format_table(results))
+    print(results_table(results))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"info": info, "results": results}, indent=2))

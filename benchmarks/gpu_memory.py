@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import format_table, machine_info  # noqa: E402 - sets the offline variables
 
 GIB = 2**30
 BYTES_PER_PARAMETER = {"weights": 4, "gradients": 4, "adamw": 8}  # fp32, also under --bf16
@@ -103,21 +104,19 @@ def _child(config: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [
-        "| model | dtype | batch | parameters | static GiB | activations GiB | "
-        "activations per image GiB | peak RSS growth (CPU, fwd+bwd) GiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        rss = r["peak_rss_growth_bytes"]
-        lines.append(
-            f"| {r['preset']} | {r['dtype']} | {r['batch']} | {r['parameters'] / 1e6:.2f}M "
-            f"| {r['static_bytes'] / GIB:.3f} | {r['activation_bytes'] / GIB:.3f} "
-            f"| {r['activation_bytes'] / r['batch'] / GIB:.3f} "
-            f"| {'-' if rss is None else f'{rss / GIB:.2f}'} |"
-        )
-    return "\n".join(lines)
+def rows_table(rows: list[dict]) -> str:
+    return format_table(
+        ["model", "dtype", "batch", "parameters", "static GiB", "activations GiB",
+         "activations per image GiB", "peak RSS growth (CPU, fwd+bwd) GiB"],
+        [
+            [r["preset"], r["dtype"], r["batch"], f"{r['parameters'] / 1e6:.2f}M",
+             f"{r['static_bytes'] / GIB:.3f}", f"{r['activation_bytes'] / GIB:.3f}",
+             f"{r['activation_bytes'] / r['batch'] / GIB:.3f}",
+             "-" if r["peak_rss_growth_bytes"] is None
+             else f"{r['peak_rss_growth_bytes'] / GIB:.2f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,19 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads(args.child)
         print(json.dumps(measure(**config)))
         return 0
-    import torch
-
-    print(
-        json.dumps(
-            {
-                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                "cpu": platform.processor() or platform.machine(),
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            }
-        ),
-        flush=True,
-    )
+    print(machine_info()["summary"], flush=True)
     rows = []
     for preset in args.presets:
         for dtype in args.dtypes:
@@ -157,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 config = {"preset": preset, "batch": batch, "size": args.size, "dtype": dtype}
                 rows.append(_child({**config, "backward": dtype == "fp32"}))
                 print(json.dumps(rows[-1]), flush=True)
-    print(format_table(rows))
+    print(rows_table(rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

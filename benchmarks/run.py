@@ -32,6 +32,7 @@ from _common import (  # noqa: E402
     Row,
     SectionResult,
     fmt,
+    format_table,
     load_average,
     machine_info,
     make_photos,
@@ -365,20 +366,17 @@ def section_inference(cfg: dict, work: Path, data: Path) -> SectionResult:
 # --------------------------------------------------------------------------- output
 
 
-def format_table(rows: list[Row]) -> str:
-    """Markdown table: section, figure, ours, baseline, ratio, goal, met?, note."""
-    lines = [
-        "| # | figure | ours | baseline | ratio | goal | met? | note |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        ratio = "-" if row.ratio is None else f"{row.ratio:.3g}"
-        met = {True: "yes", False: "**NO**", None: "-"}[row.met]
-        lines.append(
-            f"| {row.section} | {row.figure} | {row.ours} | {row.baseline} | {ratio} | "
-            f"{row.goal} | {met} | {row.note} |"
-        )
-    return "\n".join(lines)
+def rows_table(rows: list[Row]) -> str:
+    """The results table: section, figure, ours, baseline, ratio, goal, met?, note."""
+    met = {True: "yes", False: "**NO**", None: "-"}
+    return format_table(
+        ["#", "figure", "ours", "baseline", "ratio", "goal", "met?", "note"],
+        [
+            [r.section, r.figure, r.ours, r.baseline, "-" if r.ratio is None else f"{r.ratio:.3g}",
+             r.goal, met[r.met], r.note]
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 def format_run(
@@ -408,7 +406,7 @@ def format_run(
         f"- versions: Python {info['python']}, {info['versions']}",
         f"- code: commit {info['commit']}",
         "",
-        format_table(rows),
+        rows_table(rows),
         "",
         "<details><summary>measurements behind the table</summary>",
         "",
