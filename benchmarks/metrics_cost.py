@@ -47,6 +47,10 @@ CONFIGS = {
     "quick": {"photos": 64, "size": 256, "cost_images": 8, "batch": 4, "rounds": 2,
               "memory": {"preset": "tiny", "batch": 4, "workers": 2, "n_small": 16,
                          "n_large": 64}},
+    # Checks that every figure is produced, in seconds; its numbers mean nothing.
+    "smoke": {"photos": 12, "size": 64, "cost_images": 4, "batch": 2, "rounds": 1,
+              "memory": {"preset": "tiny", "batch": 2, "workers": 0, "n_small": 4,
+                         "n_large": 8}},
 }  # fmt: skip
 # What python -m nail_segformer.predict and GPU training set (nail_segformer.runtime), as an
 # environment variable for a child.
@@ -129,7 +133,8 @@ def job_cost(data_root: str, out_dir: str, size: int, n: int, batch: int, rounds
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
     parser.add_argument("--workdir", help="keep the photos here instead of a temporary folder")
     parser.add_argument(
         "--no_process_options",
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(
         ["python", "benchmarks/metrics_cost.py", *(sys.argv[1:] if argv is None else argv)]
     )
-    cfg = CONFIGS["quick" if args.quick else "full"]
+    cfg = CONFIGS["smoke" if args.smoke else "quick" if args.quick else "full"]
     info = machine_info()
     load_start = load_average()
     started = time.perf_counter()

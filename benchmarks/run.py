@@ -87,6 +87,24 @@ CONFIGS = {
         "metric": {"count": 50, "size": 128, "batch": 8, "rounds": 3},
         "inference": [{"preset": "tiny", "size": 128, "n": 8, "batch": 4, "rounds": 2}],
     },
+    # Checks that every figure is produced, in seconds; its numbers mean nothing.
+    "smoke": {
+        "photos": 12,
+        "train": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "warmup": 1,
+                  "cycles": 1},
+        "workers_variant": False,
+        "options_variants": False,
+        "pipeline": {"size": 64, "batch": 2, "batches": 2, "rounds": 1},
+        "profile_samples": 2,
+        "eval_memory": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0,
+                        "n_small": 4, "n_large": 8},
+        "malloc_ab": {"preset": "tiny", "size": 64, "n": 4, "batch": 2, "workers": 0,
+                      "train_preset": "tiny", "train_steps": 1, "rounds": 1},
+        "eval_time": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "n": 4,
+                      "rounds": 1},
+        "metric": {"count": 8, "size": 64, "batch": 4, "rounds": 1},
+        "inference": [{"preset": "tiny", "size": 64, "n": 4, "batch": 2, "rounds": 1}],
+    },
 }  # fmt: skip
 
 TRAINING_GOAL = 0.90
@@ -427,6 +445,7 @@ def write_results(block: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run (small sizes).")
+    parser.add_argument("--smoke", action="store_true", help="Tiny sizes: checks the script.")
     parser.add_argument("--write", action="store_true", help=f"Append the results to {RESULTS}.")
     parser.add_argument(
         "--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5], choices=[1, 2, 3, 4, 5],
@@ -443,7 +462,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    mode = "quick" if args.quick else "full"
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = dict(CONFIGS[mode])
     if args.no_variants:
         cfg["workers_variant"] = cfg["options_variants"] = False

@@ -1,8 +1,8 @@
-"""benchmarks/: the quick run prints every figure, and the GPU script's logic runs on CPU.
+"""benchmarks/: every script the docs cite runs, at sizes that take seconds, and prints each figure.
 
-Both start fresh interpreters that import torch and the Hugging Face stack several times, so
-they take minutes on 2 busy CPU cores and are marked slow (run them with ``pytest -m slow``).
-Speed figures are not asserted (the quick sizes measure start-up more than anything); the
+The smoke runs (``--smoke``, ``--dry-run`` or the smallest sizes) are in the default suite; the
+quick run of ``run.py`` with its process-options variants takes minutes and is marked slow.
+Speed figures are not asserted (tiny sizes measure start-up more than anything); the
 correctness figures are: metric agreement, identical masks, and that the process-options rows
 really ran with the entry points' options on and off.
 """
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.runs import tiny_run_argv
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -42,6 +43,30 @@ QUICK_FIGURES = [
 OPTIONS_ON_ROWS = ("training samples/s: Trainer loop", "eval peak RSS growth")
 OPTIONS_ON_NOTE = "process options: M_MMAP_THRESHOLD=1048576"
 MUST_BE_MET = ("same bytes", "mean IoU agreement", "nail masks equal")
+
+
+def _run(script: str, *args: str, cwd: Path, timeout: float = 300) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def _numbers(cells: list[str]) -> list[float]:
+    """The leading number of each cell ("9.5", "0.3%", "12 (4%)"); fails on a cell without one."""
+    import re
+
+    values = []
+    for cell in cells:
+        match = re.match(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?", cell.strip())
+        assert match, f"no number in {cell!r}"
+        values.append(float(match.group(0)))
+    return values
 
 
 def _table_rows(stdout: str) -> list[list[str]]:
@@ -77,7 +102,59 @@ def test_quick_run_prints_every_figure(tmp_path):
     assert "### " in done.stdout and "versions:" in done.stdout and "machine:" in done.stdout
 
 
-@pytest.mark.slow
+def test_run_smoke_prints_every_section(tmp_path):
+    stdout = _run("run.py", "--smoke", "--workdir", str(tmp_path), cwd=tmp_path, timeout=600)
+    rows = _table_rows(stdout)
+    assert {row[0] for row in rows} == {"1", "2", "3", "4", "5"}, stdout
+    for row in rows:
+        assert len(row) == 8 and row[2] not in ("", "nan"), row
+        if any(key in row[1] for key in MUST_BE_MET):
+            assert row[6] == "yes", row
+
+
+def test_metrics_cost_smoke_prints_every_figure(tmp_path):
+    stdout = _run("metrics_cost.py", "--smoke", "--workdir", str(tmp_path), cwd=tmp_path)
+    rows = {row[0]: row[1] for row in _table_rows(stdout) if row[0] != "figure"}
+    assert len(rows) == 6, stdout
+    _numbers(list(rows.values()))
+
+
+def test_data_scale_smoke_reads_no_pixels(tmp_path):
+    stdout = _run("data_scale.py", "--sizes", "20", "40", cwd=tmp_path)
+    rows = _table_rows(stdout)[1:]
+    assert [row[0] for row in rows] == ["20", "40"], stdout
+    for row in rows:
+        *_, decoded = _numbers(row)
+        assert decoded == 0, row  # building the data set reads headers only
+
+
+def test_gpu_memory_smoke_counts_static_and_activation_bytes(tmp_path):
+    out = tmp_path / "rows.json"
+    args = ["--presets", "tiny", "--batches", "1", "--dtypes", "fp32", "--size", "64"]
+    stdout = _run("gpu_memory.py", *args, "--json", str(out), cwd=tmp_path)
+    (row,) = _table_rows(stdout)[1:]
+    assert row[:3] == ["tiny", "fp32", "1"] and all(v > 0 for v in _numbers(row[4:7])), row
+    (result,) = json.loads(out.read_text())
+    assert result["static_bytes"] == 16 * result["parameters"]  # weights, gradients, AdamW
+
+
+def test_gpu_config_step_runs_the_training_entry_point(tmp_path, synthetic_root):
+    argv = tiny_run_argv(synthetic_root, tmp_path / "run", "--max_steps", "2")
+    stdout = _run("gpu_config_step.py", *argv, cwd=tmp_path)
+    peak = json.loads(stdout.strip().splitlines()[-1])
+    assert peak["exit_code"] == 0 and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_demo_curve_smoke_compares_both_sides(tmp_path):
+    args = ["--max_steps", "4", "--evaluations", "2", "--seeds", "0"]
+    data = ["--data_root", str(tmp_path / "data"), "--synthetic_samples", "24"]
+    # From the repository root, as the docs run it (the config path is relative to it).
+    stdout = _run("demo_curve.py", *args, *data, cwd=BENCHMARKS.parent, timeout=600)
+    rows = _table_rows(stdout)[1:]
+    assert rows and all(len(row) == 4 for row in rows), stdout
+    assert "steps per second, mean over seeds: package" in stdout
+
+
 def test_gpu_bench_dry_run_covers_every_config(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run(
