@@ -98,6 +98,12 @@ TRAIN_CASES = {
         ("warmup_steps",),
     ),
     "bad value from the config file": ([CONFIG, *BASE], ("--image_size", "set in", "cfg.yaml")),
+    # Experiment trackers, checked before the data is read (the Trainer would only fail after).
+    "tracker not installed": (
+        [*BASE, "--report_to", "tensorboard"],
+        ("--report_to tensorboard from the command line", "pip install tensorboard"),
+    ),
+    "unknown tracker": ([*BASE, "--report_to", "tensorbord"], ("tensorbord", "wandb", "none")),
     # Combinations.
     "eval by steps, save by epoch": (
         [*BASE, "--eval_strategy", "steps"],

@@ -126,6 +126,7 @@ def resolve_args(
     derived, notes = _derived_defaults(values, origins)
     values = {**values, **derived}
     _check_training_values(values, origins)
+    _check_report_to(values, origins)
     data_args, model_args, training_args = _build(parser, values, origins)
     return data_args, model_args, training_args, notes
 
@@ -181,6 +182,36 @@ def _is_multiple(save_steps: float, eval_steps: float) -> bool:
     if save_steps < 1 and eval_steps < 1:  # both fractions of the run: compare them exactly
         return round(save_steps * 1_000_000) % round(eval_steps * 1_000_000) == 0
     return False
+
+
+# The pip package of each tracker integration whose name is not its own.
+_TRACKER_PACKAGES = {"azure_ml": "azureml-core", "flyte": "flytekit", "kubeflow": "kfp"}
+
+
+def _check_report_to(values: dict[str, Any], origins: _Origins) -> None:
+    """Every tracker ``--report_to`` names exists and is installed; the Trainer would only
+    find out after the data is read and the model built, and end in a traceback."""
+    from transformers.integrations import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    requested = values.get("report_to")
+    names = [requested] if isinstance(requested, str) else list(requested or [])
+    names = [name for name in names if name not in ("none", "all")]
+    unknown = [name for name in names if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise ArgumentsError(
+            f"{origins.describe('report_to', requested)}: no such tracker {', '.join(unknown)}; "
+            f"choose from {', '.join(INTEGRATION_TO_CALLBACK)}, all or none"
+        )
+    missing = [name for name in names if name not in get_available_reporting_integrations()]
+    if missing:
+        packages = " ".join(_TRACKER_PACKAGES.get(name, name) for name in missing)
+        raise ArgumentsError(
+            f"{origins.describe('report_to', requested)}: {', '.join(missing)} is not "
+            f"installed; pip install {packages}, or leave --report_to out"
+        )
 
 
 def _check_training_values(values: dict[str, Any], origins: _Origins) -> None:
