@@ -374,6 +374,22 @@ def test_bad_files_are_named_and_the_rest_is_predicted(tiny_run_dir, tmp_path, c
     assert (out / "masks" / "good.png").is_file() and (out / "masks" / "also_good.png").is_file()
 
 
+def test_a_symlink_loop_is_named_and_the_rest_is_predicted(tiny_run_dir, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _photo(0, (64, 48)).save(photos / "good.jpg")
+    (photos / "a.png").symlink_to(photos / "b.png")
+    (photos / "b.png").symlink_to(photos / "a.png")
+    out = tmp_path / "out"
+    code = main(["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    failed = sorted(line for line in err.splitlines() if line.startswith("  - "))
+    assert len(failed) == 2 and all("symbolic link" in line for line in failed), err
+    assert [line.split(":")[0].rsplit("/", 1)[1] for line in failed] == ["a.png", "b.png"]
+    assert (out / "masks" / "good.png").is_file()
+
+
 def test_missing_input_and_missing_mask_fail_with_exit_1(tiny_run_dir, tmp_path, capsys):
     photos, masks = tmp_path / "photos", tmp_path / "masks"
     photos.mkdir()

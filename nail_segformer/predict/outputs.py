@@ -11,6 +11,7 @@ the same category and stem (``a.jpg`` beside ``a.png``) gets ``<stem>_2``.
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import json
 import logging
@@ -79,6 +80,14 @@ def _walk(top: Path, skip: list[Path]) -> list[Path]:
     return files
 
 
+def _unresolvable(file: Path, err: Exception) -> str:
+    if isinstance(err, RuntimeError) or getattr(err, "errno", None) == errno.ELOOP:
+        return "a symbolic link that leads back to itself (a loop); remove or repoint it"
+    if isinstance(err, FileNotFoundError):
+        return "a symbolic link to a file that does not exist; remove or repoint it"
+    return f"cannot be opened ({err.strerror or err}); check its permissions"
+
+
 def _glob_base(pattern: str) -> Path:
     """The folder part of ``pattern`` before its first wildcard."""
     parts = Path(pattern).parts
@@ -134,7 +143,11 @@ def expand_inputs(
             failures.append((value, "no such file or folder (check --input)"))
     items, seen_files, seen_stems = [], set(), set()
     for file, base in found:
-        resolved = file.resolve()
+        try:
+            resolved = file.resolve(strict=True)
+        except (OSError, RuntimeError) as err:  # a loop of links, or a link to nothing
+            failures.append((str(file), _unresolvable(file, err)))
+            continue
         if resolved in seen_files:
             continue
         seen_files.add(resolved)
