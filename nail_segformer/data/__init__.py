@@ -40,6 +40,7 @@ from nail_segformer.data.files import (
     load_labels,
     load_labels_and_convention,
     mask_to_labels,
+    max_megapixels,
     parse_nail_values,
     read_header,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "mask_to_labels",
     "load_labels_and_convention",
     "parse_nail_values",
+    "max_megapixels",
     "read_header",
     "summarize",
     "format_summary",

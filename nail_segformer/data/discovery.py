@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nail_segformer.data.files import ImageReadError, is_hidden_or_os_file, read_header
+from nail_segformer.data.files import (
+    ImageReadError,
+    ImageTooLargeError,
+    is_hidden_or_os_file,
+    max_megapixels,
+    read_header,
+)
 
 ROOT_CATEGORY = "root"
 _IMAGE_DIRS = ("Images", "images")
@@ -205,6 +211,18 @@ def _scan_layout(
 def _header(path: Path, what: str, root: Path, result: ScanResult) -> tuple[int, int, str] | None:
     try:
         return read_header(path)
+    except ImageTooLargeError as err:
+        width, height = err.size
+        result.problems.append(
+            Problem(
+                "too large",
+                _display(path, root),
+                f"this {what} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), above "
+                f"the cap of {max_megapixels():g} MP; no pixel was read",
+                ImageTooLargeError.fix,
+            )
+        )
+        return None
     except ImageReadError as err:
         result.problems.append(
             Problem(

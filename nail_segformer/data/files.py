@@ -29,6 +29,9 @@ else is background.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +56,29 @@ _ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 MASK_CONVENTIONS = ("0", "0/1", "0/255", "0/1/255", "colour", "soft", "nail_values")
 
+# A photo or mask above this many megapixels is refused by name before any pixel is decoded,
+# whatever its format (a decompression bomb's header claims billions). 250 MP admits a 200 MP
+# phone photo (16320x12240) and its mask, which Pillow's own limit (179 MP) would refuse.
+DEFAULT_MAX_MEGAPIXELS = 250.0
+MAX_MEGAPIXELS_ENV = "NAIL_SEGFORMER_MAX_MEGAPIXELS"
+
 
 class ImageReadError(ValueError):
     """A photo or mask that cannot be decoded; the message names the file."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """A photo or mask above the pixel cap (:func:`max_megapixels`); nothing was decoded.
+
+    ``size`` is the header's ``(width, height)``; ``None`` when rebuilt from a message alone
+    (re-raised from a data-loader worker).
+    """
+
+    fix = f"shrink it, or raise the cap with {MAX_MEGAPIXELS_ENV}=<megapixels>"
+
+    def __init__(self, message: str, size: tuple[int, int] | None = None):
+        super().__init__(message)
+        self.size = size
 
 
 class MaskValuesError(ImageReadError):
@@ -75,6 +98,57 @@ class PairReadError(ImageReadError):
         self.mask = mask
 
 
+def max_megapixels() -> float:
+    """The pixel cap in megapixels: ``$NAIL_SEGFORMER_MAX_MEGAPIXELS``, else 250.
+
+    Raises:
+        ValueError: the variable is set to something other than a positive number.
+    """
+    value = os.environ.get(MAX_MEGAPIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_MEGAPIXELS
+    try:
+        megapixels = float(value)
+    except ValueError:
+        megapixels = 0.0
+    if not megapixels > 0:
+        raise ValueError(
+            f"{MAX_MEGAPIXELS_ENV}={value!r} is not a positive number of megapixels; unset it "
+            f"for the default {DEFAULT_MAX_MEGAPIXELS:g}"
+        )
+    return megapixels
+
+
+@contextmanager
+def _open_image(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
+    """``Image.open`` under the package's pixel cap instead of Pillow's.
+
+    Pillow checks the header's size in ``Image.open`` against a process-wide limit and raises
+    an error of its own (not an ``OSError``) above it. Its limit is lifted for the call, and
+    the cap is applied here, to the header, before any pixel is read.
+
+    Raises:
+        ImageReadError: the file is above the cap (the message says how to raise it).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            image = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    with image:
+        width, height = image.size
+        cap = max_megapixels()
+        if width * height > cap * 1e6:
+            raise ImageTooLargeError(
+                f"{what} {path} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), "
+                f"above the cap of {cap:g} MP: {ImageTooLargeError.fix}",
+                (width, height),
+            )
+        yield image
+
+
 def is_hidden_or_os_file(path: str | os.PathLike) -> bool:
     """True for dot-files, macOS resource forks (``._x``) and OS litter such as ``Thumbs.db``."""
     name = Path(path).name
@@ -92,10 +166,12 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
         ImageReadError: the file is not an image PIL can identify.
     """
     try:
-        with Image.open(path) as im:
+        with _open_image(path, "file") as im:
             width, height = im.size
             mode = im.mode
             orientation = _orientation(im)
+    except ImageReadError:
+        raise
     except _ERRORS as err:
         raise ImageReadError(f"cannot decode {path}: {err}") from err
     if orientation in _TRANSPOSING_ORIENTATIONS:
@@ -124,7 +200,7 @@ def load_image(path: str | os.PathLike, reduce_to: tuple[int, int] | None = None
         ImageReadError: the file is missing, truncated or not an image.
     """
     try:
-        with Image.open(path) as im:
+        with _open_image(path, "photo") as im:
             if reduce_to is not None and im.format == "JPEG":
                 width, height = reduce_to
                 if _orientation(im) in _TRANSPOSING_ORIENTATIONS:
@@ -133,6 +209,8 @@ def load_image(path: str | os.PathLike, reduce_to: tuple[int, int] | None = None
             im.load()
             image = ImageOps.exif_transpose(im)
             return image.convert("RGB") if image.mode != "RGB" else image.copy()
+    except ImageReadError:
+        raise
     except _ERRORS as err:
         raise ImageReadError(f"cannot decode photo {path}: {err}") from err
 
@@ -357,10 +435,12 @@ def load_labels_and_convention(
 ) -> tuple[np.ndarray, str]:
     """:func:`load_labels` and the name of the convention the file was read by."""
     try:
-        with Image.open(path) as im:
+        with _open_image(path, "mask") as im:
             im.load()
             return mask_labels_and_convention(im, nail_values)
     except MaskValuesError as err:
         raise MaskValuesError(f"mask {path} {err}") from None
+    except ImageReadError:
+        raise
     except _ERRORS as err:
         raise ImageReadError(f"cannot decode mask {path}: {err}") from err

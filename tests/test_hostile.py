@@ -1,0 +1,110 @@
+"""Hostile input: no file a user can have ends a command in a traceback.
+
+Photos and masks above the pixel cap (a decompression bomb's header among them) are named with
+the cap and how to raise it; the other files go on.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from support.hostile import png_claiming
+
+from nail_segformer.data.cli import main as check_main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _good_pair(root: Path, stem: str, size=(40, 30)) -> None:
+    for folder in ("Images/1", "Masks/1"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 150, 120)).save(root / "Images/1" / f"{stem}.jpg")
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (5, 5, 15, 12))
+    mask.save(root / "Masks/1" / f"{stem}.png")
+
+
+@pytest.fixture
+def bomb_root(tmp_path):
+    root = tmp_path / "nails"
+    _good_pair(root, "good")
+    png_claiming(root / "Images/1" / "bomb.png", 30000, 30000, mode="RGB")  # 900 MP
+    png_claiming(root / "Masks/1" / "bomb.png", 30000, 30000)
+    return root
+
+
+def test_checker_names_a_photo_above_the_pixel_cap(bomb_root, capsys):
+    assert check_main([str(bomb_root), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    named = {p["path"]: p for p in summary["problems"]}
+    assert "Images/1/bomb.png" in named, summary["problems"]
+    message = json.dumps(named["Images/1/bomb.png"])
+    assert "900" in message and "NAIL_SEGFORMER_MAX_MEGAPIXELS" in message
+
+
+def test_checker_on_a_900_mp_header_never_allocates_it(bomb_root):
+    code = (
+        "import resource, sys\n"
+        "from nail_segformer.data.cli import main\n"
+        "code = main([sys.argv[1], '--json'])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(bomb_root)], capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    peak_mb, exit_code = map(int, done.stdout.strip().splitlines()[-1].split())
+    assert exit_code == 1
+    assert peak_mb < 500, peak_mb
+
+
+def test_the_cap_follows_the_environment_variable(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "nails"
+    _good_pair(root, "small", size=(30, 30))  # 900 pixels
+    _good_pair(root, "large", size=(40, 40))  # 1,600 pixels
+    monkeypatch.setenv("NAIL_SEGFORMER_MAX_MEGAPIXELS", "0.001")  # 1,000 pixels
+    assert check_main([str(root), "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert {p["path"] for p in problems} == {"Images/1/large.jpg", "Masks/1/large.png"}
+
+
+def test_the_default_cap_admits_a_200_mp_phone_photo():
+    from nail_segformer.data import max_megapixels
+
+    assert max_megapixels() >= 16320 * 12240 / 1e6  # a 200 MP phone sensor
+
+
+def test_predict_names_a_photo_above_the_cap(tiny_run_dir, tmp_path, capsys):
+    from nail_segformer.predict.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 48), (200, 150, 120)).save(photos / "good.jpg")
+    png_claiming(photos / "bomb.png", 30000, 30000, mode="RGB")
+    out = tmp_path / "out"
+    code = main(["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    (failed,) = [line for line in err.splitlines() if line.startswith("  - ")]
+    assert "bomb.png" in failed and "NAIL_SEGFORMER_MAX_MEGAPIXELS" in failed
+    assert (out / "masks" / "good.png").is_file()
+
+
+def test_training_names_a_pair_above_the_cap(bomb_root, tmp_path):
+    from support.runs import tiny_run_argv
+
+    for i in range(8):
+        _good_pair(bomb_root, f"n{i}")
+    argv = tiny_run_argv(bomb_root, tmp_path / "run", "--max_steps", "1")
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "run_finetune.py"), *argv],
+        capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "Traceback" not in output, output[-3000:]
+    assert "bomb.png" in output and "NAIL_SEGFORMER_MAX_MEGAPIXELS" in output
