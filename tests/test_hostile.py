@@ -108,3 +108,69 @@ def test_training_names_a_pair_above_the_cap(bomb_root, tmp_path):
     output = done.stdout + done.stderr
     assert done.returncode == 2 and "Traceback" not in output, output[-3000:]
     assert "bomb.png" in output and "NAIL_SEGFORMER_MAX_MEGAPIXELS" in output
+
+
+# --------------------------------------------------------------------------- names not in UTF-8
+
+# A name from a zip made on another system: Latin-1 "é" is not valid UTF-8. Python holds it as a
+# lone surrogate; reports show the byte as \xe9, and that text finds the file again.
+RAW_NAME = b"ongle_\xe9t\xe9"
+SHOWN = "ongle_\\xe9t\\xe9"
+
+
+def _raw(folder: Path, suffix: str) -> Path:
+    return folder / os.fsdecode(RAW_NAME + suffix.encode())
+
+
+def test_predict_writes_a_non_utf8_name_readably(tiny_run_dir, tmp_path):
+    from nail_segformer.predict.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 48), (200, 150, 120)).save(_raw(photos, ".jpg"))
+    out = tmp_path / "out"
+    assert main(["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)]) == 0
+    csv_text = (out / "predictions.csv").read_text(encoding="utf-8")
+    (record,) = [json.loads(line) for line in (out / "predictions.jsonl").open(encoding="utf-8")]
+    assert SHOWN in csv_text and record["file"].endswith(f"{SHOWN}.jpg")
+    assert _raw(out / "masks", ".png").is_file()
+
+
+def test_training_and_its_manifest_handle_non_utf8_names(synthetic_root, tmp_path):
+    import shutil
+
+    from support.runs import tiny_run_argv
+
+    root = tmp_path / "nails"
+    shutil.copytree(synthetic_root, root)
+    photo = sorted((root / "Images").rglob("*.jpg"))[0]
+    mask = next((root / "Masks" / photo.parent.name).glob(f"{photo.stem}.*"))
+    photo.rename(_raw(photo.parent, photo.suffix))
+    mask.rename(_raw(mask.parent, mask.suffix))
+
+    def run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        argv = tiny_run_argv(root, out, "--max_steps", "1", *extra)
+        return subprocess.run(
+            [sys.executable, str(REPO / "run_finetune.py"), *argv],
+            capture_output=True, text=True, timeout=300, cwd=REPO,
+            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"},
+        )  # fmt: skip
+
+    first = run(tmp_path / "run")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    manifest = tmp_path / "run" / "split_manifest.csv"
+    assert SHOWN in manifest.read_text(encoding="utf-8")
+    again = run(tmp_path / "again", "--manifest", str(manifest))
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert (tmp_path / "again" / "split_manifest.csv").read_bytes() == manifest.read_bytes()
+
+
+def test_checker_names_a_non_utf8_file_readably(tmp_path, capsys):
+    root = tmp_path / "nails"
+    _good_pair(root, "good")
+    Image.new("RGB", (40, 30)).save(_raw(root / "Images/1", ".jpg"))  # no mask
+    assert check_main([str(root), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert [p["path"] for p in summary["problems"]] == [f"Images/1/{SHOWN}.jpg"]
+    assert check_main([str(root)]) == 1
+    assert f"Images/1/{SHOWN}.jpg" in capsys.readouterr().out

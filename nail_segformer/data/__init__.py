@@ -39,9 +39,11 @@ from nail_segformer.data.files import (
     load_image,
     load_labels,
     load_labels_and_convention,
+    local_path,
     mask_to_labels,
     max_megapixels,
     parse_nail_values,
+    portable_path,
     read_header,
 )
 from nail_segformer.data.splits import SPLITS, read_manifest, split_pairs, write_manifest
@@ -78,6 +80,8 @@ __all__ = [
     "load_labels_and_convention",
     "parse_nail_values",
     "max_megapixels",
+    "portable_path",
+    "local_path",
     "read_header",
     "summarize",
     "format_summary",

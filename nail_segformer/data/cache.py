@@ -28,7 +28,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from nail_segformer.data.files import ImageReadError, MaskValuesError
+from nail_segformer.data.files import ImageReadError, MaskValuesError, local_path
 from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair_and_convention
 
 __all__ = ["CACHE_FORMAT", "default_cache_dir", "cache_fingerprint", "build_resized_cache"]
@@ -51,7 +51,7 @@ def default_cache_dir() -> Path:
 
 def _file_stamp(path: str) -> tuple[str, int, int]:
     try:
-        stat = os.stat(path)
+        stat = os.stat(local_path(path))
     except OSError:
         return path, -1, -1  # a missing file fails when read, with its name
     return path, stat.st_size, stat.st_mtime_ns

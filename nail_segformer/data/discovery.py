@@ -16,6 +16,7 @@ from nail_segformer.data.files import (
     ImageTooLargeError,
     is_hidden_or_os_file,
     max_megapixels,
+    portable_path,
     read_header,
 )
 
@@ -109,9 +110,9 @@ def list_files_by_key(top: Path) -> dict[tuple[str, str], list[Path]]:
 
 def _display(path: Path, root: Path) -> str:
     try:
-        return path.relative_to(root).as_posix()
+        return portable_path(path.relative_to(root).as_posix())
     except ValueError:
-        return str(path)
+        return portable_path(path)
 
 
 def _category_name(path: Path, top: Path) -> str:
@@ -203,7 +204,10 @@ def _scan_layout(
             continue
         result.pairs.append(
             Pair(
-                str(image.resolve()), str(mask.resolve()), _category_name(image, images_dir), split
+                portable_path(image.resolve()),
+                portable_path(mask.resolve()),
+                portable_path(_category_name(image, images_dir)),
+                split,
             )
         )
 

@@ -29,6 +29,7 @@ else is background.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,7 +135,7 @@ def _open_image(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            image = Image.open(path)
+            image = Image.open(local_path(path))
         finally:
             Image.MAX_IMAGE_PIXELS = limit
     with image:
@@ -142,11 +143,37 @@ def _open_image(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
         cap = max_megapixels()
         if width * height > cap * 1e6:
             raise ImageTooLargeError(
-                f"{what} {path} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), "
+                f"{what} {portable_path(path)} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), "
                 f"above the cap of {cap:g} MP: {ImageTooLargeError.fix}",
                 (width, height),
             )
         yield image
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """A path as text that UTF-8 files, Arrow tables and JSON can hold.
+
+    A name whose bytes are not UTF-8 (from a zip made on another system) reaches Python with
+    lone surrogates, which no UTF-8 writer accepts; each such byte is written ``\\xHH``, as
+    ``ls -b`` shows it. Every other path comes back unchanged. :func:`local_path` reverses it.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+
+
+def local_path(text: str | os.PathLike) -> str:
+    """The file a :func:`portable_path` text names (a path that exists as written wins)."""
+    text = os.fspath(text)
+    if "\\x" not in text or os.path.lexists(text):
+        return text
+    return _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
 
 
 def is_hidden_or_os_file(path: str | os.PathLike) -> bool:
@@ -173,7 +200,7 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
     except ImageReadError:
         raise
     except _ERRORS as err:
-        raise ImageReadError(f"cannot decode {path}: {err}") from err
+        raise ImageReadError(f"cannot decode {portable_path(path)}: {err}") from err
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return width, height, mode
@@ -212,7 +239,7 @@ def load_image(path: str | os.PathLike, reduce_to: tuple[int, int] | None = None
     except ImageReadError:
         raise
     except _ERRORS as err:
-        raise ImageReadError(f"cannot decode photo {path}: {err}") from err
+        raise ImageReadError(f"cannot decode photo {portable_path(path)}: {err}") from err
 
 
 # --------------------------------------------------------------------------- mask values
@@ -439,8 +466,8 @@ def load_labels_and_convention(
             im.load()
             return mask_labels_and_convention(im, nail_values)
     except MaskValuesError as err:
-        raise MaskValuesError(f"mask {path} {err}") from None
+        raise MaskValuesError(f"mask {portable_path(path)} {err}") from None
     except ImageReadError:
         raise
     except _ERRORS as err:
-        raise ImageReadError(f"cannot decode mask {path}: {err}") from err
+        raise ImageReadError(f"cannot decode mask {portable_path(path)}: {err}") from err

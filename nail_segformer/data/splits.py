@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from nail_segformer.data.discovery import DataError, Pair
+from nail_segformer.data.files import local_path, portable_path
 
 __all__ = ["SPLITS", "split_pairs", "write_manifest", "read_manifest", "relative_to_root"]
 
@@ -150,11 +151,18 @@ def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike) -> list
         if row["split"] not in SPLITS:
             errors.append(f"line {line}: split '{row['split']}' is not one of {SPLITS}")
             continue
-        image, mask = root / row["image"], root / row["mask"]
+        image, mask = (Path(local_path(root / row[column])) for column in ("image", "mask"))
         for file in (image, mask):
             if not file.is_file():
-                errors.append(f"line {line}: {file} does not exist")
-        pairs.append(Pair(str(image.resolve()), str(mask.resolve()), row["category"], row["split"]))
+                errors.append(f"line {line}: {portable_path(file)} does not exist")
+        pairs.append(
+            Pair(
+                portable_path(image.resolve()),
+                portable_path(mask.resolve()),
+                row["category"],
+                row["split"],
+            )
+        )
     if errors:
         raise DataError(
             f"manifest {path} does not match {root}:\n  - "

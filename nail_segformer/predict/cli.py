@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nail_segformer.data import ImageReadError, load_image
+from nail_segformer.data import ImageReadError, load_image, portable_path
 from nail_segformer.predict.evaluation import Evaluation, MaskLookup, format_report
 from nail_segformer.predict.infer import DEVICE_CHOICES, ModelLoadError
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
@@ -146,7 +146,7 @@ class _Run:
         """Write one photo's mask, overlay and record, and evaluate it."""
         confidence = prediction.mean_confidence
         record = {
-            "file": str(item.path),
+            "file": portable_path(item.path),
             "width": prediction.width,
             "height": prediction.height,
             "nail_fraction": round(prediction.nail_fraction, 6),
@@ -157,7 +157,7 @@ class _Run:
             record.update(self.writer.write_images(item, image, prediction.mask))
             if self.evaluation is not None:
                 mask_path = self.masks.find(item.category, item.path.stem)
-                figures = self.evaluation.add(str(item.path), prediction.mask, mask_path)
+                figures = self.evaluation.add(portable_path(item.path), prediction.mask, mask_path)
                 record.update(
                     iou_nail=round(figures["iou_nail"], 6),
                     boundary_iou_nail=round(figures["boundary_iou_nail"], 6),
@@ -167,7 +167,7 @@ class _Run:
             self.n_done += 1
         except (OSError, LookupError, ValueError) as err:
             record["error"] = str(err)
-            self.failures.append((str(item.path), str(err)))
+            self.failures.append((portable_path(item.path), portable_path(str(err))))
         self.writer.write_record(record)
 
 
@@ -180,7 +180,7 @@ def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, prog
             try:
                 loaded.append((item, load_image(item.path)))
             except ImageReadError as err:
-                state.fail(str(item.path), str(err))
+                state.fail(portable_path(item.path), portable_path(str(err)))
         predictions = predictor.predict([image for _, image in loaded])
         for (item, image), prediction in zip(loaded, predictions, strict=True):
             state.finish(item, image, prediction)

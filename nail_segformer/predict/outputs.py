@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from nail_segformer.data import ROOT_CATEGORY, is_hidden_or_os_file
+from nail_segformer.data import ROOT_CATEGORY, is_hidden_or_os_file, portable_path
 
 __all__ = ["InputItem", "expand_inputs", "render_overlay", "OutputWriter", "RECORD_FIELDS"]
 
@@ -236,7 +236,9 @@ class OutputWriter:
 
     def write_record(self, record: dict) -> None:
         """Append one record (keys from ``RECORD_FIELDS``; missing ones are left empty)."""
+        # A file name from another system may not be UTF-8: written as \xHH (portable_path).
         full = {key: record.get(key) for key in RECORD_FIELDS}
+        full = {k: portable_path(v) if isinstance(v, str) else v for k, v in full.items()}
         self._jsonl.write(json.dumps(full) + "\n")
         self._csv.writerow({k: "" if v is None else v for k, v in full.items()})
         self._jsonl.flush()
