@@ -174,3 +174,22 @@ def test_checker_names_a_non_utf8_file_readably(tmp_path, capsys):
     assert [p["path"] for p in summary["problems"]] == [f"Images/1/{SHOWN}.jpg"]
     assert check_main([str(root)]) == 1
     assert f"Images/1/{SHOWN}.jpg" in capsys.readouterr().out
+
+
+def test_a_heic_photo_is_named_with_how_to_read_it(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("pillow_heif") is not None:
+        pytest.skip("pillow-heif is installed: HEIC photos are read")
+    root = tmp_path / "nails"
+    _good_pair(root, "good")
+    # The start of an iPhone photo: an ISO "ftyp" box of brand "heic", then data Pillow cannot read.
+    (root / "Images/1" / "IMG_0001.HEIC").write_bytes(
+        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    )
+    _good_pair(root, "IMG_0001")
+    (root / "Images/1" / "IMG_0001.jpg").unlink()
+    assert check_main([str(root), "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    (problem,) = [p for p in problems if p["path"] == "Images/1/IMG_0001.HEIC"]
+    assert "HEIC" in json.dumps(problem) and "pip install pillow-heif" in json.dumps(problem)

@@ -136,6 +136,10 @@ def _open_image(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
             image = Image.open(local_path(path))
+        except UnidentifiedImageError:
+            if not _is_heif(path):
+                raise
+            image = _open_heif(path, what)
         finally:
             Image.MAX_IMAGE_PIXELS = limit
     with image:
@@ -174,6 +178,33 @@ def local_path(text: str | os.PathLike) -> str:
     if "\\x" not in text or os.path.lexists(text):
         return text
     return _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
+
+
+# HEIC/HEIF (the iPhone's default format): an ISO box "ftyp" with one of these brands.
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+
+
+def _is_heif(path: str | os.PathLike) -> bool:
+    try:
+        with open(local_path(path), "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def _open_heif(path: str | os.PathLike, what: str) -> Image.Image:
+    """Open a HEIC/HEIF file through ``pillow-heif`` when it is installed; else say what to do."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ImageReadError(
+            f"{what} {portable_path(path)} is a HEIC/HEIF photo (the iPhone's default), which "
+            "Pillow cannot read: convert it to JPEG or PNG, or pip install pillow-heif to read "
+            "it as it is"
+        ) from None
+    pillow_heif.register_heif_opener()  # Pillow then reads HEIF like any other format
+    return Image.open(local_path(path))
 
 
 def is_hidden_or_os_file(path: str | os.PathLike) -> bool:
