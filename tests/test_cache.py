@@ -112,3 +112,58 @@ def test_unreadable_pairs_are_left_out_and_reported(tmp_path):
     assert by_kind["unreadable file"]["path"] == str(photo.resolve())
     assert by_kind["mask values"]["path"].endswith("p2.png")
     assert "{7}" in by_kind["mask values"]["message"]
+
+
+# --------------------------------------------------------------------------- damaged caches
+
+
+def _cut_at_a_batch_boundary(cache_file) -> None:
+    """Keep the first record batch only: a valid Arrow stream with fewer rows."""
+    import pyarrow as pa
+
+    data = cache_file.read_bytes()  # a copy: the file is rewritten below
+    reader = pa.ipc.open_stream(pa.BufferReader(data))
+    first, schema = reader.read_next_batch(), reader.schema
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(first)
+    cache_file.unlink()  # a new file: a Dataset may still map the old one
+    cache_file.write_bytes(sink.getvalue().to_pybytes())
+
+
+@pytest.mark.parametrize("cut", ["batch boundary", "0.3", "0.6", "0.9", "last bytes"])
+def test_a_cut_cache_is_rebuilt_with_every_row(tmp_path, counted, caplog, cut):
+    import logging
+
+    split = _train_split(_root(tmp_path, n=20))  # 3 record batches of 8 rows
+    first, _ = cache.build_resized_cache(split, SIZE, cache_dir=tmp_path / "cache")
+    expected = first[:]["image_rgb"]
+    del first  # it maps the file cut below
+    [cache_file] = (tmp_path / "cache").glob("*.arrow")
+    size = cache_file.stat().st_size
+    if cut == "batch boundary":
+        _cut_at_a_batch_boundary(cache_file)
+    else:
+        keep = size - 50 if cut == "last bytes" else int(size * float(cut))
+        data = cache_file.read_bytes()[:keep]
+        cache_file.unlink()
+        cache_file.write_bytes(data)
+    assert cache_file.stat().st_size < size
+    with caplog.at_level(logging.INFO, logger="nail_segformer.data.cache"):
+        again, problems = cache.build_resized_cache(split, SIZE, cache_dir=tmp_path / "cache")
+    assert problems == [] and len(again) == len(split) == 20
+    assert again[:]["image_rgb"] == expected
+    assert len(counted) == 40  # built twice
+    assert any("rebuilding" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_orphan_temporary_files_of_a_killed_build_are_removed(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    orphan, recent = folder / "tmp1a2b3c", folder / "tmp4d5e6f"
+    orphan.write_bytes(b"half a cache")
+    recent.write_bytes(b"a build still writing")
+    old = orphan.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(orphan, ns=(old, old))
+    cache.build_resized_cache(_train_split(_root(tmp_path)), SIZE, cache_dir=folder)
+    assert not orphan.exists() and recent.exists()

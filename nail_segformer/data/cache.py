@@ -13,6 +13,10 @@ on the same files finds it and skips the work (``datasets``' ``load_from_cache_f
 DDP the main process builds it while the others wait (the caller's ``main_process_first``) and
 then read it, and a changed file changes the name, so nothing stale is ever read.
 
+A file that cannot be read, or that holds other rows than the split it was built for (a copy
+gone wrong, a synced folder, a disk error), is rebuilt with a warning saying why; temporary files
+of builds killed midway are removed once they are ten minutes old.
+
 Where: ``<HF_DATASETS_CACHE>/nail_segformer/`` (``~/.cache/huggingface/datasets/nail_segformer``
 by default) or a folder of the caller's choice; never the data folder. Size: about
 ``4 x W x W`` bytes per pair for photos larger than the working size ``W`` (3.5 MiB per pair at
@@ -25,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -125,6 +130,7 @@ def build_resized_cache(
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cache_file = folder / f"resized-{fingerprint}.arrow"
+    _remove_orphans(folder)
     reused = _size_on_disk(folder, cache_file) > 0
     features = Features(
         {
@@ -138,18 +144,42 @@ def build_resized_cache(
             "convention": Value("string"),
         }
     )
-    cached = dataset.map(
-        _resize_example,
-        fn_kwargs={"size": size, "nail_values": nail_values},
-        features=features,
-        cache_file_name=str(cache_file),
-        load_from_cache_file=True,
-        new_fingerprint=fingerprint,
-        writer_batch_size=_WRITER_BATCH_SIZE,
-        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
-        desc=f"Shrinking training photos to at most {size} px (once; cached)",
-    )
-    summary = cached.select_columns([CACHED_COLUMNS[4], "error_kind", "convention"]).to_dict()
+
+    def build(reuse: bool):
+        cached = dataset.map(
+            _resize_example,
+            fn_kwargs={"size": size, "nail_values": nail_values},
+            features=features,
+            cache_file_name=str(cache_file),
+            load_from_cache_file=reuse,
+            new_fingerprint=fingerprint,
+            writer_batch_size=_WRITER_BATCH_SIZE,
+            num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+            desc=f"Shrinking training photos to at most {size} px (once; cached)",
+        )
+        columns = ["image", "label", CACHED_COLUMNS[4], "error_kind", "convention"]
+        return cached, cached.select_columns(columns).to_dict()
+
+    why = None
+    try:
+        cached, summary = build(reuse=True)
+    except (OSError, ValueError) as err:  # pyarrow's errors are both: a cut or damaged file
+        why = f"it cannot be read ({err})"
+    else:
+        pairs = zip(summary["image"], summary["label"], strict=True)
+        stored = [(image["path"], mask["path"]) for image, mask in pairs]
+        if len(stored) != len(dataset):
+            why = f"it holds {len(stored)} of the {len(dataset)} pairs it was built for"
+        elif stored != list(zip(image_paths, mask_paths, strict=True)):
+            why = "its rows are not the pairs it was built for"
+    if why is not None:
+        # A copy gone wrong, a synced folder or a disk error (datasets itself renames a whole
+        # file into place): never train on what is left of it.
+        logger.warning("rebuilding the resize cache %s: %s", cache_file, why)
+        for part in folder.glob(f"{cache_file.stem}*.arrow"):
+            part.unlink()
+        cached, summary = build(reuse=False)
+        reused = False
     problems, keep = [], []
     for row, (error, kind) in enumerate(zip(summary["error"], summary["error_kind"], strict=True)):
         if not error:
@@ -179,6 +209,27 @@ def build_resized_cache(
     if problems:
         cached = cached.select(keep)
     return cached, problems
+
+
+# datasets builds into a "tmp*" file and renames it into place; a build killed midway leaves
+# it behind. A live build writes a record batch every few photos, so one untouched this long
+# is an orphan.
+_ORPHAN_AGE_S = 600
+
+
+def _remove_orphans(folder: Path) -> None:
+    now, removed = time.time(), 0
+    for path in folder.glob("tmp*"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime > _ORPHAN_AGE_S:
+                path.unlink()
+                removed += 1
+        except OSError:  # gone already, or not ours to remove: leave it
+            continue
+    if removed:
+        logger.info(
+            "removed %d temporary file(s) of interrupted cache builds in %s", removed, folder
+        )
 
 
 def _size_on_disk(folder: Path, cache_file: Path) -> int:
