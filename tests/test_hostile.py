@@ -193,3 +193,83 @@ def test_a_heic_photo_is_named_with_how_to_read_it(tmp_path, capsys):
     problems = json.loads(capsys.readouterr().out)["problems"]
     (problem,) = [p for p in problems if p["path"] == "Images/1/IMG_0001.HEIC"]
     assert "HEIC" in json.dumps(problem) and "pip install pillow-heif" in json.dumps(problem)
+
+
+# --------------------------------------------------------------------------- every case at once
+
+
+@pytest.fixture(scope="module")
+def hostile_tree(tmp_path_factory):
+    from support.hostile import write_hostile_tree
+
+    root = tmp_path_factory.mktemp("hostile") / "nails"
+    good, bad = write_hostile_tree(root)
+    return root, good, bad
+
+
+def test_checker_names_every_bad_file_and_reads_every_good_pair(hostile_tree, capsys):
+    root, good, bad = hostile_tree
+    assert check_main([str(root), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    named = sorted({p["path"] for p in summary["problems"]})
+    assert named == sorted(bad)
+    assert summary["pairs"] == len(good), summary
+
+
+def test_checker_names_a_file_it_may_not_read(tmp_path, monkeypatch, capsys):
+    import PIL.Image
+
+    root = tmp_path / "nails"
+    _good_pair(root, "good")
+    _good_pair(root, "locked")
+    locked = str((root / "Images/1/locked.jpg").resolve())
+    open_image = PIL.Image.open
+
+    def refuse(path, *args, **kwargs):  # the tests run as root, who may read anything
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return open_image(path, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", refuse)
+    assert check_main([str(root), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    (problem,) = summary["problems"]
+    assert problem["path"] == "Images/1/locked.jpg" and "Permission denied" in problem["message"]
+    assert summary["pairs"] == 1
+
+
+def test_training_skips_every_bad_file_and_trains_on_the_rest(hostile_tree, tmp_path):
+    from support.runs import tiny_run_argv
+
+    root, good, bad = hostile_tree
+    argv = tiny_run_argv(root, tmp_path / "run", "--max_steps", "2", "--on_bad_pair", "skip")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "run_finetune.py"), *argv],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"},
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in output, output[-3000:]
+    skipped = json.loads((tmp_path / "run" / "bad_pairs.json").read_text())
+    listed = json.dumps(skipped)
+    assert all(Path(path).name in listed for path in bad), listed
+    manifest = (tmp_path / "run" / "split_manifest.csv").read_text()
+    assert all(f"/{stem}." in manifest for stem in good)
+
+
+def test_predict_names_every_bad_file_and_predicts_the_rest(hostile_tree, tiny_run_dir, tmp_path):
+    root, good, bad = hostile_tree
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "nail_segformer.predict", "--model", str(tiny_run_dir),
+         "--input", str(root / "Images"), "--output", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in output, output[-3000:]
+    failed = [line for line in output.splitlines() if line.startswith("  - ")]
+    assert sorted(Path(line.split(":")[0][4:]).name for line in failed) == sorted(
+        Path(path).name for path in bad
+    )
+    written = {p.stem for p in (out / "masks").rglob("*.png")}
+    assert set(good) <= written
