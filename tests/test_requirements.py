@@ -43,7 +43,15 @@ def _third_party_imports() -> set[str]:
                 names |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
-    optional = {"onnx", "onnxruntime", "matplotlib", "pandas", "nbclient", "nbformat"}
+    optional = {
+        "onnx",
+        "onnxruntime",
+        "matplotlib",
+        "pandas",
+        "nbclient",
+        "nbformat",
+        "pillow_heif",
+    }
     return names - set(sys.stdlib_module_names) - {"nail_segformer", "_squash_crop"} - optional
 
 
