@@ -227,17 +227,20 @@ class HubPush(TrainerCallback):
             lambda: shutil.rmtree(staging, ignore_errors=True),
         )
 
+    def _publish(self, folder: str | os.PathLike, patterns: tuple[str, ...], message: str) -> str:
+        return self._push(
+            folder,
+            self.repo_id,
+            patterns,
+            commit_message=message,
+            private=self.private,
+            revision=self.revision,
+            token=self._token,
+        )
+
     def _push_staged(self, staging: Path, checkpoint: str, message: str) -> str:
         try:
-            return self._push(
-                staging,
-                self.repo_id,
-                CHECKPOINT_FILES,
-                commit_message=message,
-                private=self.private,
-                revision=self.revision,
-                token=self._token,
-            )
+            return self._publish(staging, CHECKPOINT_FILES, message)
         except PushError as err:  # name the checkpoint, not the staged copy that goes away
             raise PushError(
                 f"pushing to the Hub failed ({checkpoint} to {self.repo_id}: {err.reason})",
@@ -259,15 +262,7 @@ class HubPush(TrainerCallback):
         self.wait()  # a checkpoint's commit landing after the final one would replace the model
         if self.error is None:
             try:
-                return self._push(
-                    output_dir,
-                    self.repo_id,
-                    PUBLISHED_FILES,
-                    commit_message=commit_message,
-                    private=self.private,
-                    revision=self.revision,
-                    token=self._token,
-                )
+                return self._publish(output_dir, PUBLISHED_FILES, commit_message)
             except PushError as err:
                 self.error = err
         raise PushError(
