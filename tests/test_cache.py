@@ -1,6 +1,7 @@
 """The resize cache: built once with Dataset.map, reused by fingerprint, never in the data folder."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,19 @@ def test_orphan_temporary_files_of_a_killed_build_are_removed(tmp_path):
     os.utime(orphan, ns=(old, old))
     cache.build_resized_cache(_train_split(_root(tmp_path)), SIZE, cache_dir=folder)
     assert not orphan.exists() and recent.exists()
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_caches_of_other_settings_are_listed_or_pruned(tmp_path, caplog, prune):
+    import logging
+
+    split = _train_split(_root(tmp_path))
+    folder = tmp_path / "cache"
+    cache.build_resized_cache(split, SIZE + 16, cache_dir=folder)  # another configuration
+    with caplog.at_level(logging.INFO, logger="nail_segformer.data.cache"):
+        cached, _ = cache.build_resized_cache(split, SIZE, cache_dir=folder, prune=prune)
+    [current] = {Path(f["filename"]).name for f in cached.cache_files}
+    names = {p.name for p in folder.glob("*.arrow")}
+    assert current in names and len(names) == (1 if prune else 2)
+    said = caplog.text
+    assert ("removed 1 other resize cache" in said) if prune else ("--prune_resize_cache" in said)

@@ -102,6 +102,7 @@ def build_resized_cache(
     nail_values: tuple | None = None,
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
+    prune: bool = False,
 ):
     """Build (or find) the pre-resized copy of a training split.
 
@@ -112,6 +113,8 @@ def build_resized_cache(
         nail_values: passed to ``load_labels`` (``--nail_values``).
         cache_dir: where the Arrow file goes; ``None`` for :func:`default_cache_dir`.
         num_proc: processes that build it (``Dataset.map``'s ``num_proc``); ``None`` for one.
+        prune: remove the folder's caches of other fingerprints (other photos or settings, which
+            may still serve another configuration); without it they are listed in the log.
 
     Returns:
         ``(cached, problems)``: the split with the :data:`CACHED_COLUMNS` added and unreadable
@@ -206,6 +209,7 @@ def build_resized_cache(
         _size_on_disk(folder, cache_file) / 2**20,
         dict(sorted(conventions.items())),
     )
+    _report_others(folder, cache_file, prune)
     if problems:
         cached = cached.select(keep)
     return cached, problems
@@ -230,6 +234,31 @@ def _remove_orphans(folder: Path) -> None:
         logger.info(
             "removed %d temporary file(s) of interrupted cache builds in %s", removed, folder
         )
+
+
+def _report_others(folder: Path, cache_file: Path, prune: bool) -> None:
+    """List (or, with ``prune``, remove) the folder's caches built for other fingerprints."""
+    others = [p for p in folder.glob("resized-*.arrow") if not p.name.startswith(cache_file.stem)]
+    if not others:
+        return
+    total = sum(p.stat().st_size for p in others) / 2**20
+    newest = (time.time() - max(p.stat().st_mtime for p in others)) / 86400
+    fingerprints = {p.name.split("_")[0].removesuffix(".arrow") for p in others}
+    if prune:
+        for path in others:
+            path.unlink(missing_ok=True)
+        logger.info(
+            "removed %d other resize cache(s) from %s (%.0f MiB)", len(fingerprints), folder, total
+        )
+        return
+    logger.info(
+        "%s holds %d other resize cache(s) (other photos or settings, %.0f MiB, the newest %.1f "
+        "days old); --prune_resize_cache removes them",
+        folder,
+        len(fingerprints),
+        total,
+        newest,
+    )
 
 
 def _size_on_disk(folder: Path, cache_file: Path) -> int:

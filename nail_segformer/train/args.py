@@ -131,6 +131,14 @@ class DataArguments:
             "help": "Folder of the resize cache; default: $HF_DATASETS_CACHE/nail_segformer."
         },
     )
+    prune_resize_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "Remove the resize caches built for other photos or settings from the cache "
+            "folder (by default they are kept, since another configuration may use them, and "
+            "listed in the log with their size)."
+        },
+    )
 
     def __post_init__(self):
         if self.data_root is None:

@@ -196,6 +196,7 @@ def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, traini
             parse_nail_values(data_args.nail_values),
             data_args.resize_cache_dir,
             num_proc=training_args.dataloader_num_workers or None,
+            prune=data_args.prune_resize_cache,
         )
     if problems:
         root = Path(data_args.data_root).resolve()
