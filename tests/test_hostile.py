@@ -273,3 +273,29 @@ def test_predict_names_every_bad_file_and_predicts_the_rest(hostile_tree, tiny_r
     )
     written = {p.stem for p in (out / "masks").rglob("*.png")}
     assert set(good) <= written
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_predict_on_a_full_disk_stops_with_one_error(tiny_run_dir, tmp_path, monkeypatch, capsys):
+    from nail_segformer.predict.cli import main
+    from nail_segformer.predict.outputs import OutputWriter
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        Image.new("RGB", (64, 48), (200, 150, 20 * i)).save(photos / f"p{i}.jpg")
+    monkeypatch.setattr(OutputWriter, "write_images", _disk_full)
+    out = tmp_path / "out"
+    code = main(["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.count("No space left") == 1, err
+    assert f"{out}" in err and "Free space there" in err

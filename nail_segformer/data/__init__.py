@@ -32,6 +32,7 @@ from nail_segformer.data.discovery import (
 )
 from nail_segformer.data.files import (
     MASK_CONVENTIONS,
+    DiskFullError,
     ImageReadError,
     MaskValuesError,
     PairReadError,
@@ -59,6 +60,7 @@ __all__ = [
     "ROOT_CATEGORY",
     "ON_BAD_PAIR_CHOICES",
     "DataError",
+    "DiskFullError",
     "ImageReadError",
     "MaskValuesError",
     "PairReadError",

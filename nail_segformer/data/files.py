@@ -28,6 +28,7 @@ else is background.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -66,6 +67,25 @@ MAX_MEGAPIXELS_ENV = "NAIL_SEGFORMER_MAX_MEGAPIXELS"
 
 class ImageReadError(ValueError):
     """A photo or mask that cannot be decoded; the message names the file."""
+
+
+class DiskFullError(OSError):
+    """A write failed because the disk (or the user's quota) is full; the message names the
+    folder and how much more space the job needs, as far as it can tell."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is the operating system saying there is no space (or quota) left."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(folder: str | os.PathLike, needed_bytes: float | None, job: str) -> str:
+    """One line: which folder's disk is full, about how much ``job`` still needs, what to do."""
+    need = f"about {needed_bytes / 2**20:,.0f} MiB more" if needed_bytes else "more space"
+    return (
+        f"No space left on the disk holding {portable_path(folder)}: {job} needs {need}. Free "
+        "space there (or choose another folder), then run the same command again"
+    )
 
 
 class ImageTooLargeError(ImageReadError):

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from nail_segformer.data import ImageReadError, load_image, portable_path
+from nail_segformer.data.files import disk_full_message, is_disk_full
 from nail_segformer.predict.evaluation import Evaluation, MaskLookup, format_report
 from nail_segformer.predict.infer import DEVICE_CHOICES, ModelLoadError
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
@@ -166,6 +167,8 @@ class _Run:
                 )
             self.n_done += 1
         except (OSError, LookupError, ValueError) as err:
+            if is_disk_full(err):
+                raise  # one error for the run (main), not one per photo
             record["error"] = str(err)
             self.failures.append((portable_path(item.path), portable_path(str(err))))
         self.writer.write_record(record)
@@ -206,12 +209,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     skip = [args.output] + ([args.masks] if args.masks else [])
     items, input_failures = expand_inputs(args.input, skip=skip)
-    with OutputWriter(args.output, args.overlay_format) as writer:
-        state = _Run(writer, masks, predictor.min_nail_area)
-        for name, message in input_failures:
-            state.fail(name, message)
-        with tqdm(total=len(items), unit="photo", disable=args.no_progress) as progress:
-            _predict_all(predictor, items, state, progress)
+    state = None
+    try:
+        with OutputWriter(args.output, args.overlay_format) as writer:
+            state = _Run(writer, masks, predictor.min_nail_area)
+            for name, message in input_failures:
+                state.fail(name, message)
+            with tqdm(total=len(items), unit="photo", disable=args.no_progress) as progress:
+                _predict_all(predictor, items, state, progress)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        done = state.n_done if state is not None else 0
+        written = sum(f.stat().st_size for f in Path(args.output).rglob("*") if f.is_file())
+        needed = written / done * (len(items) - done) if done else None
+        message = disk_full_message(args.output, needed, "predict")
+        print(f"error: {message}; {done} of {len(items)} photo(s) were written", file=sys.stderr)
+        return 1
     print(f"{state.n_done} of {len(items)} photo(s) done; outputs in {args.output}")
     if state.evaluation is not None:
         metrics = state.evaluation.metrics()
