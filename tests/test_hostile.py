@@ -47,11 +47,14 @@ def test_checker_names_a_photo_above_the_pixel_cap(bomb_root, capsys):
 
 
 def test_checker_on_a_900_mp_header_never_allocates_it(bomb_root):
+    # VmHWM, the peak of this process's own memory map: ru_maxrss would keep the pytest
+    # parent's peak across fork and exec.
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from nail_segformer.data.cli import main\n"
         "code = main([sys.argv[1], '--json'])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, code)\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+        "print(int(status) // 1024, code)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(bomb_root)], capture_output=True, text=True, timeout=120
@@ -299,3 +302,52 @@ def test_predict_on_a_full_disk_stops_with_one_error(tiny_run_dir, tmp_path, mon
     assert code == 1 and "Traceback" not in err
     assert err.count("No space left") == 1, err
     assert f"{out}" in err and "Free space there" in err
+
+
+def test_training_on_a_full_disk_keeps_the_last_checkpoint_and_resumes(
+    synthetic_root, tmp_path, monkeypatch, caplog
+):
+    import errno
+
+    import torch
+    from support.runs import tiny_run_argv
+
+    from nail_segformer.train.cli import main
+    from nail_segformer.train.run_dir import is_complete_checkpoint
+
+    run = tmp_path / "run"
+    argv = tiny_run_argv(synthetic_root, run, "--num_train_epochs", "3")
+    save = torch.save
+
+    def full_at_the_second_checkpoint(obj, f, *args, **kwargs):
+        if "checkpoint-6" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_at_the_second_checkpoint)
+    assert main(argv) == 2
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"No space left on the disk holding {run}" in said and "MiB" in said, said
+    assert is_complete_checkpoint(run / "checkpoint-3") and not (run / "checkpoint-6").exists()
+
+    monkeypatch.setattr(torch, "save", save)  # space freed
+    caplog.clear()
+    assert main(argv) == 0
+    assert any("resuming from" in r.getMessage() for r in caplog.records)
+    assert (run / "model.safetensors").is_file()
+
+
+def test_building_the_cache_on_a_full_disk_says_so(tmp_path, monkeypatch):
+    import datasets.arrow_writer
+
+    from nail_segformer import data
+    from nail_segformer.data.cache import build_resized_cache
+
+    root = tmp_path / "nails"
+    for i in range(3):
+        _good_pair(root, f"n{i}")
+    pairs = [data.Pair(p.image, p.mask, p.category, "train") for p in data.find_pairs(root).pairs]
+    split = data.build_dataset_dict(pairs)["train"]
+    monkeypatch.setattr(datasets.arrow_writer.ArrowWriter, "write_examples_on_file", _disk_full)
+    with pytest.raises(data.DiskFullError, match=r"disk holding .*cache: the resize cache needs"):
+        build_resized_cache(split, 64, cache_dir=tmp_path / "cache")

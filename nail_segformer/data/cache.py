@@ -33,7 +33,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from nail_segformer.data.files import ImageReadError, MaskValuesError, local_path
+from nail_segformer.data.files import (
+    DiskFullError,
+    ImageReadError,
+    MaskValuesError,
+    disk_full_message,
+    is_disk_full,
+    local_path,
+)
 from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair_and_convention
 
 __all__ = ["CACHE_FORMAT", "default_cache_dir", "cache_fingerprint", "build_resized_cache"]
@@ -167,6 +174,8 @@ def build_resized_cache(
     try:
         cached, summary = build(reuse=True)
     except (OSError, ValueError) as err:  # pyarrow's errors are both: a cut or damaged file
+        if is_disk_full(err):
+            raise _disk_full(folder, len(dataset), size) from err
         why = f"it cannot be read ({err})"
     else:
         pairs = zip(summary["image"], summary["label"], strict=True)
@@ -181,7 +190,12 @@ def build_resized_cache(
         logger.warning("rebuilding the resize cache %s: %s", cache_file, why)
         for part in folder.glob(f"{cache_file.stem}*.arrow"):
             part.unlink()
-        cached, summary = build(reuse=False)
+        try:
+            cached, summary = build(reuse=False)
+        except OSError as err:
+            if is_disk_full(err):
+                raise _disk_full(folder, len(dataset), size) from err
+            raise
         reused = False
     problems, keep = [], []
     for row, (error, kind) in enumerate(zip(summary["error"], summary["error_kind"], strict=True)):
@@ -219,6 +233,11 @@ def build_resized_cache(
 # it behind. A live build writes a record batch every few photos, so one untouched this long
 # is an orphan.
 _ORPHAN_AGE_S = 600
+
+
+def _disk_full(folder: Path, pairs: int, size: int) -> DiskFullError:
+    # At most 3 bytes of RGB and 1 of labels per pixel of a size x size working copy.
+    return DiskFullError(disk_full_message(folder, 4 * size * size * pairs, "the resize cache"))
 
 
 def _remove_orphans(folder: Path) -> None:

@@ -18,6 +18,7 @@ from transformers.training_args import ParallelMode
 
 from nail_segformer.data import DataError, PairReadError
 from nail_segformer.data.bad_pairs import failure_log_size, new_failures
+from nail_segformer.data.files import is_disk_full
 from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.runtime import configure_cli_process
 from nail_segformer.train import run_dir
@@ -182,7 +183,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     if configure_cli_process(training_args.device.type):
         logger.info("fixed glibc's mmap threshold for flat evaluation memory (see runtime.py)")
     check_data_root(data_args)
-    resume_from, _lock = run_dir.prepare_output_dir(training_args)  # held until exit
+    resume_from, lock = run_dir.prepare_output_dir(training_args)
+    try:
+        return _run(data_args, model_args, training_args, resume_from)
+    finally:
+        if lock is not None:  # a library caller may start another run in this process
+            lock.release()
+
+
+def _run(data_args, model_args, training_args, resume_from) -> dict[str, dict[str, float]]:
+    """:func:`main` once the output folder is locked: load, build, train, evaluate, save, push."""
     with training_args.main_process_first(desc="synthetic data", local=False):
         ensure_data(data_args)
     dataset_dict, _ = load_data(
@@ -213,6 +223,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             # A process that exits makes torchrun stop the others: leave only once every
             # process has written its part of the checkpoint (the Trainer does not wait).
             trainer.accelerator.wait_for_everyone()
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise run_dir.disk_full_stop(training_args.output_dir, trainer.state.global_step) from err
     except PairReadError as err:
         failures = [f for f in new_failures(failure_log, failures_before) if not f["skipped"]]
         raise bad_pair_stop(

@@ -28,6 +28,8 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
+from nail_segformer.data.files import DiskFullError, disk_full_message
+
 __all__ = [
     "LOCK_NAME",
     "RUN_ARGS_NAME",
@@ -82,6 +84,34 @@ def is_complete_checkpoint(path: str | Path) -> bool:
         logger.warning("checkpoint %s is damaged (%s)", path, err)
         return False
     return bool(names)
+
+
+def disk_full_stop(output_dir: str | Path, step: int) -> DiskFullError:
+    """The error that ends a run whose checkpoint did not fit on the disk, after cleaning up.
+
+    The Trainer deletes older checkpoints only after a new one is complete, so the newest
+    complete checkpoint is still there; the half-written ones after it are removed (they hold
+    nothing a resume can use, and their space is what the next try needs).
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    last = find_last_checkpoint(output_dir)
+    last_step = int(last.name.rsplit("-", 1)[1]) if last is not None else -1
+    removed = []
+    for folder in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        number = folder.name.rsplit("-", 1)[1]
+        if number.isdigit() and int(number) > last_step and not is_complete_checkpoint(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    needed = sum(f.stat().st_size for f in last.rglob("*") if f.is_file()) if last else None
+    message = disk_full_message(output_dir, needed, "a checkpoint")
+    if last is not None:
+        message += f"; training stopped at step {step} and resumes from {last.name}"
+    else:
+        message += f"; training stopped at step {step} before any checkpoint was complete"
+    if removed:
+        message += f" (the half-written {', '.join(sorted(removed))} was removed)"
+    return DiskFullError(message)
 
 
 def find_last_checkpoint(output_dir: str | Path) -> Path | None:
