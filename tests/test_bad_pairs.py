@@ -147,4 +147,4 @@ def test_with_the_cache_unreadable_pairs_stop_the_run_before_training(synthetic_
     assert not list(output_dir.glob("checkpoint-*"))
     main(tiny_run_argv(root, tmp_path / "skip", "--on_bad_pair", "skip"))
     report = json.loads((tmp_path / "skip" / "bad_pairs.json").read_text())
-    assert [e["kind"] for e in report] == ["unreadable file"]
+    assert [e["kind"] for e in report] == ["undecodable file"]

@@ -110,7 +110,7 @@ def test_unreadable_pairs_are_left_out_and_reported(tmp_path):
     )
     assert len(cached) == 2
     by_kind = {p["kind"]: p for p in problems}
-    assert by_kind["unreadable file"]["path"] == str(photo.resolve())
+    assert by_kind["undecodable file"]["path"] == str(photo.resolve())
     assert by_kind["mask values"]["path"].endswith("p2.png")
     assert "{7}" in by_kind["mask values"]["message"]
 
@@ -184,3 +184,45 @@ def test_caches_of_other_settings_are_listed_or_pruned(tmp_path, caplog, prune):
     assert current in names and len(names) == (1 if prune else 2)
     said = caplog.text
     assert ("removed 1 other resize cache" in said) if prune else ("--prune_resize_cache" in said)
+
+
+def test_a_run_after_the_cache_was_cut_trains_on_every_pair(synthetic_root, tmp_path):
+    import subprocess
+    import sys
+
+    from support.runs import tiny_run_argv
+
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp_path / "cache"
+
+    def run(name: str) -> str:
+        argv = tiny_run_argv(synthetic_root, tmp_path / name, "--max_steps", "1")
+        done = subprocess.run(
+            [sys.executable, str(repo / "run_finetune.py"), *argv, "--resize_cache_dir", str(folder)],
+            capture_output=True, text=True, timeout=300, cwd=repo,
+            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"},
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+        return done.stderr
+
+    run("first")
+    [cache_file] = folder.glob("*.arrow")
+    _cut_at_a_batch_boundary(cache_file)
+    log = run("second")
+    assert "rebuilding the resize cache" in log
+    trained = [
+        line for line in log.splitlines() if "resize cache" in line and "pairs at most" in line
+    ]
+    assert trained and "(12 pairs at most" in trained[-1], trained
+
+
+def test_an_unreadable_mask_is_named_not_its_photo(tmp_path):
+    root = _root(tmp_path)
+    mask = root / "Masks" / "p1.png"
+    mask.write_bytes(mask.read_bytes()[:60])  # the header, then nothing
+    cached, problems = cache.build_resized_cache(
+        _train_split(root), SIZE, cache_dir=tmp_path / "cache"
+    )
+    (problem,) = problems
+    assert len(cached) == 3 and problem["path"] == str(mask.resolve())
+    assert problem["kind"] == "undecodable file" and problem["message"].startswith("this mask")

@@ -40,6 +40,7 @@ from nail_segformer.data.files import (
     disk_full_message,
     is_disk_full,
     local_path,
+    read_problem,
 )
 from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair_and_convention
 
@@ -48,7 +49,7 @@ __all__ = ["CACHE_FORMAT", "default_cache_dir", "cache_fingerprint", "build_resi
 logger = logging.getLogger(__name__)
 
 # Bump when what a cache file holds changes meaning (resize filter, column layout, labels).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _SUBDIR = "nail_segformer"
 # Rows per Arrow record batch: a few photos, so building never holds much in memory.
 _WRITER_BATCH_SIZE = 8
@@ -86,10 +87,21 @@ def _resize_example(example: dict, size: int, nail_values: tuple | None) -> dict
             example["image"]["path"], example["label"]["path"], size, nail_values
         )
     except ImageReadError as err:
-        kind = "mask values" if isinstance(err, MaskValuesError) else "unreadable file"
+        # The photo is read first: an error that names the mask is the mask's (its values, its
+        # decoding, or a size that differs from the photo's).
+        text = str(err)
+        what = (
+            "mask"
+            if isinstance(err, MaskValuesError) or text.startswith(("mask ", "cannot decode mask"))
+            else "photo"
+        )
+        path = example["label" if what == "mask" else "image"]["path"]
+        kind, message, fix = read_problem(err, what, path)
         return dict(
-            zip(CACHED_COLUMNS, (b"", b"", 0, 0, str(err)), strict=True),
+            zip(CACHED_COLUMNS, (b"", b"", 0, 0, message), strict=True),
             error_kind=kind,
+            error_file=path,
+            error_fix=fix,
             convention="",
         )
     return dict(
@@ -99,6 +111,8 @@ def _resize_example(example: dict, size: int, nail_values: tuple | None) -> dict
             strict=True,
         ),
         error_kind="",
+        error_file="",
+        error_fix="",
         convention=convention,
     )
 
@@ -151,6 +165,8 @@ def build_resized_cache(
             CACHED_COLUMNS[3]: Value("int32"),
             CACHED_COLUMNS[4]: Value("string"),
             "error_kind": Value("string"),
+            "error_file": Value("string"),
+            "error_fix": Value("string"),
             "convention": Value("string"),
         }
     )
@@ -167,7 +183,8 @@ def build_resized_cache(
             num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
             desc=f"Shrinking training photos to at most {size} px (once; cached)",
         )
-        columns = ["image", "label", CACHED_COLUMNS[4], "error_kind", "convention"]
+        columns = ["image", "label", CACHED_COLUMNS[4], "error_kind", "error_file", "error_fix"]
+        columns.append("convention")
         return cached, cached.select_columns(columns).to_dict()
 
     why = None
@@ -198,19 +215,16 @@ def build_resized_cache(
             raise
         reused = False
     problems, keep = [], []
-    for row, (error, kind) in enumerate(zip(summary["error"], summary["error_kind"], strict=True)):
+    for row, error in enumerate(summary["error"]):
         if not error:
             keep.append(row)
             continue
         problems.append(
             {
-                "kind": kind,
-                "path": image_paths[row] if kind == "unreadable file" else mask_paths[row],
+                "kind": summary["error_kind"][row],
+                "path": summary["error_file"][row],
                 "message": error,
-                "fix": "fix or replace the file, or move the pair out of the data folder"
-                if kind == "unreadable file"
-                else "re-export the mask with 0 = background and 255 (or 1) = nail, or pass "
-                "--nail_values",
+                "fix": summary["error_fix"][row],
             }
         )
     conventions = Counter(c for c in summary["convention"] if c)

@@ -12,10 +12,10 @@ import numpy as np
 from nail_segformer.data.discovery import Pair, Problem, ScanResult
 from nail_segformer.data.files import (
     ImageReadError,
-    MaskValuesError,
     load_image,
     load_labels_and_convention,
     read_header,
+    read_problem,
 )
 from nail_segformer.data.splits import SPLITS, relative_to_root
 from nail_segformer.labels import IGNORE_INDEX, NAIL
@@ -23,26 +23,10 @@ from nail_segformer.labels import IGNORE_INDEX, NAIL
 __all__ = ["summarize", "format_summary"]
 
 
-def _decode_problem(path: str, what: str, err: Exception, scan: ScanResult | None) -> dict:
+def _decode_problem(path: str, what: str, err: ImageReadError, scan: ScanResult | None) -> dict:
     shown = relative_to_root(path, Path(scan.root).resolve()) if scan else path
-    if isinstance(err, MaskValuesError):
-        return asdict(
-            Problem(
-                "mask values",
-                shown,
-                str(err).replace(f"mask {path} ", "this mask ", 1),
-                "re-export it with 0 = background and 255 (or 1) = nail, or pass --nail_values",
-            )
-        )
-    reason = err.__cause__ or err
-    return asdict(
-        Problem(
-            "undecodable file",
-            shown,
-            f"this {what}'s pixel data cannot be decoded ({reason})",
-            "replace it with a complete image file, or move it out of the data folder",
-        )
-    )
+    kind, message, fix = read_problem(err, what, path)
+    return asdict(Problem(kind, shown, message, fix))
 
 
 def summarize(

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from nail_segformer.data.files import (
     ImageReadError,
-    ImageTooLargeError,
     is_hidden_or_os_file,
-    max_megapixels,
     portable_path,
     read_header,
+    read_problem,
 )
 
 ROOT_CATEGORY = "root"
@@ -215,27 +214,9 @@ def _scan_layout(
 def _header(path: Path, what: str, root: Path, result: ScanResult) -> tuple[int, int, str] | None:
     try:
         return read_header(path)
-    except ImageTooLargeError as err:
-        width, height = err.size
-        result.problems.append(
-            Problem(
-                "too large",
-                _display(path, root),
-                f"this {what} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), above "
-                f"the cap of {max_megapixels():g} MP; no pixel was read",
-                ImageTooLargeError.fix,
-            )
-        )
-        return None
     except ImageReadError as err:
-        result.problems.append(
-            Problem(
-                "undecodable file",
-                _display(path, root),
-                f"this {what} cannot be decoded as an image ({err.__cause__ or err})",
-                "replace it with a valid image file, or move it out of the data folder",
-            )
-        )
+        kind, message, fix = read_problem(err, what, path)
+        result.problems.append(Problem(kind, _display(path, root), message, fix))
         return None
 
 

@@ -227,6 +227,39 @@ def _open_heif(path: str | os.PathLike, what: str) -> Image.Image:
     return Image.open(local_path(path))
 
 
+def read_problem(err: ImageReadError, what: str, path: str | os.PathLike) -> tuple[str, str, str]:
+    """How every command words a file it cannot read: ``(kind, message, fix)``.
+
+    Args:
+        err: what a loader of this module raised for the file.
+        what: ``photo`` or ``mask``.
+        path: the file (the loaders' messages name it; the message here says "this <what>").
+
+    Returns:
+        ``kind`` is ``too large``, ``mask values`` or ``undecodable file``; ``message`` starts
+        "this <what>"; ``fix`` says what to do.
+    """
+    if isinstance(err, ImageTooLargeError) and err.size is not None:
+        width, height = err.size
+        return (
+            "too large",
+            f"this {what} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), above the "
+            f"cap of {max_megapixels():g} MP; no pixel was read",
+            ImageTooLargeError.fix,
+        )
+    if isinstance(err, MaskValuesError):
+        return (
+            "mask values",
+            str(err).replace(f"mask {portable_path(path)} ", "this mask ", 1),
+            "re-export it with 0 = background and 255 (or 1) = nail, or pass --nail_values",
+        )
+    return (
+        "undecodable file",
+        f"this {what} cannot be decoded ({err.__cause__ or err})",
+        "replace it with a complete image file, or move the pair out of the data folder",
+    )
+
+
 def is_hidden_or_os_file(path: str | os.PathLike) -> bool:
     """True for dot-files, macOS resource forks (``._x``) and OS litter such as ``Thumbs.db``."""
     name = Path(path).name
