@@ -3,6 +3,7 @@
     python benchmarks/phone_photos.py                 # 3 photos of each shape, 3 rounds
     python benchmarks/phone_photos.py --quick         # 1 photo of each shape, 1 round
     python benchmarks/phone_photos.py --smoke         # small photos: checks the script in seconds
+    python benchmarks/phone_photos.py --large         # also a 200 MP photo: check, cache, predict
 
 Writes, into a temporary folder removed at the end, phone photos with PNG masks: 12 MP 4:3 JPEGs
 stored landscape (4032x3024) with EXIF orientation 6, so they are seen portrait, and 12 MP 16:9
@@ -55,6 +56,24 @@ H100_BF16_DENSE_TFLOPS = 989.0
 MMSEG_B4_V100_FPS = 15.45  # published MMSegmentation figure, fp32 inference at 512x512
 V100_FP32_TFLOPS = 15.7
 WORKERS = 8
+LARGE = (16320, 12240)  # a 200 MP phone sensor (e.g. a 2024 flagship), stored landscape
+# Each step on the large photo runs in a fresh process; it prints its own peak memory (VmHWM,
+# which, unlike ru_maxrss, does not carry a parent's peak across fork and exec).
+_LARGE_STEPS = {
+    "check (python -m nail_segformer.data)": (
+        "from nail_segformer.data.cli import main; main([f'{work}/large'])"
+    ),
+    "resize cache (built once)": (
+        "from nail_segformer import data; from nail_segformer.data.cache import "
+        "build_resized_cache; pairs = [data.Pair(p.image, p.mask, p.category, 'train') for p in "
+        "data.find_pairs(f'{work}/large').pairs]; build_resized_cache(data.build_dataset_dict("
+        "pairs)['train'], 935, cache_dir=f'{work}/cache-large')"
+    ),
+    "predict (tiny model, resize mode)": (
+        "from nail_segformer.predict.cli import main; main(['--model', f'{work}/model', "
+        "'--input', f'{work}/large/Images', '--output', f'{work}/out', '--no_progress'])"
+    ),
+}
 
 
 def write_photos(root: Path, per_shape: int, scale: int) -> list[tuple[str, str]]:
@@ -161,6 +180,48 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
     }
 
 
+def measure_large(work: Path, scale: int) -> dict:
+    """Seconds and peak memory (MiB) of each step of :data:`_LARGE_STEPS` on one large photo."""
+    import subprocess
+
+    from PIL import Image
+
+    from nail_segformer.data.transforms import load_image_processor
+    from nail_segformer.model import build_model
+    from nail_segformer.synthetic import render_sample
+
+    width, height = LARGE[0] // scale, LARGE[1] // scale
+    # Painted at 1/16 of the area and enlarged: rendering 200 MP would cost more than the steps.
+    sample = render_sample(SEED, 99, "2", size=(width // 4, height // 4))
+    for folder in ("Images", "Masks"):
+        (work / "large" / folder).mkdir(parents=True)
+    sample.image.resize((width, height), Image.Resampling.BILINEAR).save(
+        work / "large" / "Images" / "large.jpg", quality=92
+    )
+    sample.mask.resize((width, height), Image.Resampling.NEAREST).save(
+        work / "large" / "Masks" / "large.png"
+    )
+    build_model("tiny", seed=SEED).save_pretrained(work / "model")
+    load_image_processor(None, size=IMAGE_SIZE).save_pretrained(work / "model")
+    peak = "print(int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) // 1024)"
+    result = {"megapixels": width * height / 1e6, "steps": {}}
+    for name, code in _LARGE_STEPS.items():
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", f"work = {str(work)!r}\n{code}\n{peak}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        result["steps"][name] = {"seconds": seconds, "peak_mib": int(done.stdout.split()[-1])}
+    return result
+
+
+def large_report(large: dict) -> str:
+    rows = [[name, f"{s['seconds']:.1f}", s["peak_mib"]] for name, s in large["steps"].items()]
+    title = f"one {large['megapixels']:.0f} MP photo and its mask, each step in a fresh process:"
+    return title + "\n" + format_table(["step", "seconds", "peak memory MiB"], rows)
+
+
 def gpu_side() -> dict:
     implied_tflops = MMSEG_B4_V100_FPS * B4_TRAIN_GFLOP_PER_SAMPLE / 3 / 1000
     efficiency = implied_tflops / V100_FP32_TFLOPS
@@ -202,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--photos", type=int, default=3, help="photos of each shape")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds (fastest kept)")
+    parser.add_argument(
+        "--large", action="store_true", help="also check, cache and predict a 200 MP photo"
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     quick = args.quick or args.smoke
@@ -212,10 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_photos(workdir / "photos", per_shape, scale)
         result = measure(workdir, rounds, image_size)
+        if args.large:
+            result["large"] = measure_large(workdir, scale)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     info = machine_info()
     print(report(result))
+    if "large" in result:
+        print("\n" + large_report(result["large"]))
     print(f"\n{time.perf_counter() - started:.0f} s; {info['summary']}")
     if args.json:
         payload = {**result, "gpu": gpu_side(), "machine": info}

@@ -183,14 +183,21 @@ def test_gpu_script_is_valid_bash():
 def test_phone_photo_benchmark_smoke_run(tmp_path):
     out = tmp_path / "phone.json"
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "phone_photos.py"), "--smoke", "--json", str(out)],
+        [
+            sys.executable,
+            str(BENCHMARKS / "phone_photos.py"),
+            "--smoke",
+            "--large",
+            "--json",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    rows = _table_rows(done.stdout)[1:]  # below the header
+    rows = _table_rows(done.stdout)[1:4]  # the first table, below its header
     assert [row[0] for row in rows] == [
         "training, from the cache",
         "training, --resize_cache false",
@@ -202,3 +209,9 @@ def test_phone_photo_benchmark_smoke_run(tmp_path):
     # Correctness, not speed: the plain training sample is the evaluation input, edges included.
     assert set(result["parity_levels"]) == {"12 MP 4:3, EXIF 6", "12 MP 16:9"}
     assert all(level < 1.0 for level in result["parity_levels"].values())
+    # The large photo (1/8 of 200 MP a side here): each step ran and reported its peak.
+    steps = result["large"]["steps"]
+    assert len(steps) == 3 and all(s["peak_mib"] > 0 and s["seconds"] > 0 for s in steps.values())
+    large_rows = _table_rows(done.stdout)[5:]  # the second table, below its header
+    assert [row[0].split(" (")[0] for row in large_rows] == ["check", "resize cache", "predict"]
+    assert all(v > 0 for row in large_rows for v in _numbers(row[1:])), large_rows
