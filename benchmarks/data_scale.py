@@ -1,4 +1,4 @@
-"""How building the data set scales with its size: time, peak memory and pixels decoded.
+"""Does building the data set stay linear in time and memory, and read no pixels, as it grows?
 
     python benchmarks/data_scale.py                  # N = 2,000 and 20,000 pairs
     python benchmarks/data_scale.py --quick          # N = 200 and 2,000

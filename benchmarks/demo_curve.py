@@ -1,4 +1,4 @@
-"""The demo through ``run_finetune.py`` against a bare PyTorch loop: nail IoU over wall-clock time.
+"""Does the package learn the demo as fast as a bare PyTorch loop (nail IoU over wall-clock time)?
 
 Both train the demo's recipe (``configs/demo.yaml``: model preset, loss, AdamW with the same
 learning rate, warm-up and linear decay, gradient clipping, batch, patch size and share of nail

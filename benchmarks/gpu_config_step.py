@@ -1,4 +1,4 @@
-"""Run ``run_finetune.py``'s entry point, then report the peak GPU memory PyTorch used.
+"""How much GPU memory does a training step of configs/b4-gpu.yaml use?
 
 ``benchmarks/gpu.sh`` runs ``configs/b4-gpu.yaml`` through it: the Trainer does not report peak
 memory itself. Arguments are those of ``run_finetune.py``; the peak (allocated and reserved,

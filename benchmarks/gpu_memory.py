@@ -1,4 +1,4 @@
-"""Training memory of SegFormer MiT-b0/b2/b4 at 512x512, measured on CPU, for the GPU memory table.
+"""How much GPU memory does a 512x512 training step of MiT-b0/b2/b4 need (measured on CPU)?
 
 What a training step holds on a GPU is, to within the CUDA context and allocator slack:
 

@@ -1,4 +1,4 @@
-"""What the nail and boundary metrics cost, and evaluation memory with the evaluate-module hook.
+"""What do the nail and boundary metrics cost, and does evaluation memory stay flat?
 
     python benchmarks/metrics_cost.py            # 512 px; cost on 32 images; memory 64 vs 512
     python benchmarks/metrics_cost.py --quick    # 256 px; cost on 8 images; memory 16 vs 64

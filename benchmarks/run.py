@@ -1,4 +1,4 @@
-"""Benchmarks of nail_segformer against the plain way of doing each job, side by side.
+"""Does each job cost no more through the package than done the plain way (ratios in one run)?
 
 Every figure is a ratio measured in one run on one machine: the package's way ("ours") against a
 baseline (the bare model step, the Hugging Face example's evaluation, a numpy reference,
