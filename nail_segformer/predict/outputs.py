@@ -170,9 +170,10 @@ def render_overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
         mask: (H, W) {0, 1} nail mask of the same size.
     """
     nail = mask.astype(bool)
-    pixels = np.asarray(image, dtype=np.float32).copy()
-    pixels[nail] = pixels[nail] * (1 - _TINT_ALPHA) + _TINT * _TINT_ALPHA
-    pixels = pixels.round().astype(np.uint8)
+    # Only the nail pixels go through float32: a float copy of a whole 200 MP photo is 2.4 GB.
+    pixels = np.array(image, dtype=np.uint8)
+    tinted = pixels[nail].astype(np.float32) * (1 - _TINT_ALPHA) + _TINT * _TINT_ALPHA
+    pixels[nail] = tinted.round().astype(np.uint8)
     outline = nail & ~ndimage.binary_erosion(nail, structure=np.ones((3, 3), bool))
     thickness = max(image.width, image.height) // _OUTLINE_PIXELS_PER_POINT
     if thickness > 0 and outline.any():
