@@ -5,13 +5,15 @@ A *runner* maps ``pixel_values`` (N, 3, H, W float32, normalised by the image pr
 :class:`OnnxRunner` do the same job with PyTorch or onnxruntime, so the rest of the pipeline
 does not know which one it drives.
 
-Both modes yield, per photo, class *scores* at the photo's own size plus whether they are
-already probabilities:
+Both modes yield, per photo, *scores* at the photo's own size plus what they hold (logits,
+probabilities, or a two-class model's nail margin):
 
 - :func:`resize_scores` resizes the whole photo to the processor size (``SegformerImageProcessor``)
   and upsamples the logits bilinearly to the photo's size, like
-  ``post_process_semantic_segmentation``; the scores are those logits, so the argmax is exactly
-  the Hugging Face pipeline's.
+  ``post_process_semantic_segmentation``. For a two-class model it upsamples the nail logit's
+  margin over background instead (interpolation is linear, so it is the margin of the
+  upsampled logits): the same decision as the Hugging Face pipeline's argmax, up to rounding
+  at exact ties, with one full-size map instead of two.
 - :func:`slide_scores` scales the photo so that its short side is ``scale`` pixels and runs
   overlapping ``window``-sized crops of it; each crop's logits are upsampled to the crop, turned
   into probabilities and averaged over every crop covering a pixel, and the averaged map is
@@ -31,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from nail_segformer.labels import BACKGROUND, NAIL
 
 __all__ = [
     "DEVICE_CHOICES",
@@ -198,21 +202,28 @@ def _with_mirror(pixel_values: np.ndarray, tta: bool) -> np.ndarray:
 def resize_scores(
     runner, processor, images: Sequence[Image.Image], tta: bool = False
 ) -> Iterator[tuple[torch.Tensor, bool]]:
-    """Run one batch in resize mode; yield ``(scores (C, H, W), is_probability)`` per photo.
+    """Run one batch in resize mode; yield ``(scores, kind)`` per photo, at the photo's size.
 
-    Without ``tta`` the scores are the upsampled logits; with it, averaged probabilities.
+    ``kind`` says what ``scores`` holds: ``"margin"``, (1, H, W) the nail logit minus the
+    background's, for a two-class model without ``tta`` (bilinear upsampling is linear, so this
+    is the margin of the upsampled logits, at half their memory); ``"logits"``, (C, H, W), for
+    other models; ``"probability"``, (C, H, W) averaged probabilities, with ``tta``.
     """
     pixel_values = processor(images=list(images), return_tensors="np")["pixel_values"]
     logits = runner(_with_mirror(pixel_values, tta))
     n = len(images)
     for index, image in enumerate(images):
         size = (image.height, image.width)
+        if not tta and logits.shape[1] == 2:
+            margin = logits[index : index + 1, NAIL] - logits[index : index + 1, BACKGROUND]
+            yield _upsample(margin[:, None], size)[0], "margin"
+            continue
         scores = _upsample(logits[index : index + 1], size)[0]
         if not tta:
-            yield scores, False
+            yield scores, "logits"
             continue
         mirrored = _upsample(logits[n + index : n + index + 1], size)[0].flip(-1)
-        yield (scores.softmax(0) + mirrored.softmax(0)) / 2, True
+        yield (scores.softmax(0) + mirrored.softmax(0)) / 2, "probability"
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -279,4 +290,4 @@ def slide_scores(
             total[:, top : top + win_h, left : left + win_w] += prob
             count[:, top : top + win_h, left : left + win_w] += 1
     averaged = total / count
-    return _upsample(averaged[None], (image.height, image.width))[0], True
+    return _upsample(averaged[None], (image.height, image.width))[0], "probability"

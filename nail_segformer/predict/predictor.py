@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from nail_segformer.data.transforms import processor_size
-from nail_segformer.labels import BACKGROUND, NAIL
+from nail_segformer.labels import NAIL
 from nail_segformer.metrics import count_nails, default_min_nail_area
 from nail_segformer.predict.infer import (
     ModelLoadError,
@@ -221,25 +221,26 @@ class Predictor:
                     )
                     for image in batch
                 )
-            predictions += [self._finish(scores, is_prob) for scores, is_prob in results]
+            predictions += [self._finish(scores, kind) for scores, kind in results]
         return predictions
 
-    def _finish(self, scores: torch.Tensor, is_probability: bool) -> Prediction:
-        if is_probability or scores.shape[0] != 2:
-            nail_probability = (scores if is_probability else scores.softmax(0))[NAIL]
+    def _finish(self, scores: torch.Tensor, kind: str) -> Prediction:
+        """One :class:`Prediction` from what a mode yields (see ``infer.resize_scores``)."""
+        if kind == "margin":
+            # The nail's softmax share of two classes is the sigmoid of the logits' margin, and
+            # argmax picks the nail where the margin is above 0 (a tie goes to background,
+            # argmax's first index): one full-size map, where a softmax of both classes and an
+            # int64 argmax took 3 GB more for a 200 MP photo.
+            margin = scores[0]
+            mask = margin > 0 if self.threshold is None else None
+            nail_probability = margin.sigmoid_()
+            if mask is None:
+                mask = nail_probability > self.threshold
+        else:
+            nail_probability = (scores if kind == "probability" else scores.softmax(0))[NAIL]
             if self.threshold is None:
                 mask = scores.argmax(0) == NAIL
             else:
-                mask = nail_probability > self.threshold
-        else:
-            # Two classes' logits at the photo's size: the nail's softmax share is the sigmoid
-            # of the logits' difference, and argmax picks the nail where that difference is
-            # above 0 (a tie goes to background, argmax's first index). One full-size map
-            # instead of a softmax of both and an int64 argmax: 3 GB less for a 200 MP photo.
-            difference = scores[NAIL] - scores[BACKGROUND]
-            mask = difference > 0 if self.threshold is None else None
-            nail_probability = difference.sigmoid_()
-            if mask is None:
                 mask = nail_probability > self.threshold
         mask = mask.to(torch.uint8).cpu().numpy()
         nail_probability = nail_probability.float().cpu().numpy()
