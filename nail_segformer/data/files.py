@@ -79,6 +79,11 @@ def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def folder_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the files under ``folder``: what a job that fills one like it will need again."""
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
 def disk_full_message(folder: str | os.PathLike, needed_bytes: float | None, job: str) -> str:
     """One line: which folder's disk is full, about how much ``job`` still needs, what to do."""
     need = f"about {needed_bytes / 2**20:,.0f} MiB more" if needed_bytes else "more space"

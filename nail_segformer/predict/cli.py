@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from nail_segformer.data import ImageReadError, load_image, portable_path
-from nail_segformer.data.files import disk_full_message, is_disk_full
+from nail_segformer.data.files import disk_full_message, folder_bytes, is_disk_full
 from nail_segformer.predict.evaluation import Evaluation, MaskLookup, format_report
 from nail_segformer.predict.infer import DEVICE_CHOICES, ModelLoadError
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
@@ -221,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if not is_disk_full(err):
             raise
         done = state.n_done if state is not None else 0
-        written = sum(f.stat().st_size for f in Path(args.output).rglob("*") if f.is_file())
-        needed = written / done * (len(items) - done) if done else None
+        needed = folder_bytes(args.output) / done * (len(items) - done) if done else None
         message = disk_full_message(args.output, needed, "predict")
         print(f"error: {message}; {done} of {len(items)} photo(s) were written", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
-from nail_segformer.data.files import DiskFullError, disk_full_message
+from nail_segformer.data.files import DiskFullError, disk_full_message, folder_bytes
 
 __all__ = [
     "LOCK_NAME",
@@ -103,7 +103,7 @@ def disk_full_stop(output_dir: str | Path, step: int) -> DiskFullError:
         if number.isdigit() and int(number) > last_step and not is_complete_checkpoint(folder):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
-    needed = sum(f.stat().st_size for f in last.rglob("*") if f.is_file()) if last else None
+    needed = folder_bytes(last) if last else None
     message = disk_full_message(output_dir, needed, "a checkpoint")
     if last is not None:
         message += f"; training stopped at step {step} and resumes from {last.name}"
