@@ -20,9 +20,10 @@ from nail_segformer.predict import (
     Predictor,
     count_nails,
     default_min_nail_area,
+    infer,
 )
 from nail_segformer.predict.cli import main
-from nail_segformer.predict.infer import _window_starts
+from nail_segformer.predict.infer import Scores, _window_starts
 from nail_segformer.predict.outputs import RECORD_FIELDS, render_overlay
 from nail_segformer.synthetic import CATEGORIES, render_sample
 
@@ -241,6 +242,59 @@ def test_slide_with_many_windows_covers_the_photo(tiny_run_dir, tta):
 )
 def test_window_starts_cover_the_length(length, window, stride, expected):
     assert _window_starts(length, window, stride) == expected
+
+
+def _full_size(values: torch.Tensor, kind: str, size: tuple[int, int]):
+    """What ``Scores`` must read: one full-size interpolation, probabilities, argmax."""
+    up = torch.nn.functional.interpolate(values, size=size, mode="bilinear", align_corners=False)
+    if kind == "margin":
+        up = torch.cat([torch.zeros_like(up), up], 1)  # softmax([0, m]) = sigmoid of the margin
+    probabilities = up if kind == "probability" else up.softmax(1)
+    mean = probabilities.mean(0)
+    return mean[1], mean.argmax(0) == 1
+
+
+@pytest.mark.parametrize("size", [(97, 61), (41, 130), (8, 9)])
+@pytest.mark.parametrize(
+    ("kind", "terms", "classes"),
+    [("margin", 1, 1), ("margin", 2, 1), ("logits", 1, 3), ("logits", 2, 3), ("probability", 1, 2)],
+)
+def test_scores_read_in_bands_equal_one_full_size_interpolation(
+    monkeypatch, size, kind, terms, classes
+):
+    monkeypatch.setattr(infer, "_BAND_ELEMENTS", 50)  # many bands, of a row or two each
+    generator = torch.Generator().manual_seed(sum(size) + terms + classes)
+    values = torch.randn((terms, classes, 16, 12), generator=generator) * 3
+    if kind == "probability":
+        values = values.softmax(1)
+    scores = Scores(values, kind, size)
+    expected_probability, expected_argmax = _full_size(values, kind, size)
+    torch.testing.assert_close(scores.nail_probability(), expected_probability, atol=1e-5, rtol=0)
+    bands = list(scores.bands())
+    assert len(bands) > 1 and [start for start, _, _ in bands][0] == 0
+    argmax = torch.cat([nail for _, _, nail in bands])
+    near_tie = (expected_probability - 0.5).abs() < 1e-5
+    assert ((argmax == expected_argmax) | near_tie).all()
+    above = torch.cat([nail for _, _, nail in scores.bands(threshold=0.7)])
+    assert (
+        (above == (expected_probability > 0.7)) | ((expected_probability - 0.7).abs() < 1e-5)
+    ).all()
+
+
+@pytest.mark.parametrize("mode", ["resize", "slide"])
+def test_predict_allocates_no_full_size_float_map(confident_run_dir, monkeypatch, mode):
+    monkeypatch.setattr(infer, "_BAND_ELEMENTS", 1 << 14, raising=False)
+    photo = _photo(0, (96, 96)).resize((900, 700))
+    predictor = Predictor.from_pretrained(confident_run_dir, device="cpu", mode=mode)
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as profile:
+        (prediction,) = predictor.predict([photo])
+    assert prediction.mask.shape == (700, 900)
+    largest = max(event.cpu_memory_usage for event in profile.events())
+    # A float32 map of the photo is 900 x 700 x 4 bytes = 2.5 MB. The largest allocation is the
+    # width pass: (classes, model rows, 900) floats, 0.9 MB in slide mode's 128 scaled rows.
+    assert largest < 900 * 700 * 4 // 2, f"largest allocation {largest} bytes"
 
 
 def test_threshold_cuts_the_nail_probability(confident_run_dir, square_photos):

@@ -5,19 +5,20 @@ A *runner* maps ``pixel_values`` (N, 3, H, W float32, normalised by the image pr
 :class:`OnnxRunner` do the same job with PyTorch or onnxruntime, so the rest of the pipeline
 does not know which one it drives.
 
-Both modes yield, per photo, *scores* at the photo's own size plus what they hold (logits,
-probabilities, or a two-class model's nail margin):
+Both modes give, per photo, :class:`Scores`: the model's output kept at the size the model saw,
+read at the photo's size one band of rows at a time, so that no full-size float map is ever
+allocated (a 200 MP photo would need 800 MB per class and channel):
 
 - :func:`resize_scores` resizes the whole photo to the processor size (``SegformerImageProcessor``)
-  and upsamples the logits bilinearly to the photo's size, like
-  ``post_process_semantic_segmentation``. For a two-class model it upsamples the nail logit's
-  margin over background instead (interpolation is linear, so it is the margin of the
+  and reads the logits upsampled bilinearly to the photo's size, like
+  ``post_process_semantic_segmentation``. For a two-class model the nail logit's margin over
+  background is upsampled instead (interpolation is linear, so it is the margin of the
   upsampled logits): the same decision as the Hugging Face pipeline's argmax, up to rounding
-  at exact ties, with one full-size map instead of two.
+  at exact ties.
 - :func:`slide_scores` scales the photo so that its short side is ``scale`` pixels and runs
   overlapping ``window``-sized crops of it; each crop's logits are upsampled to the crop, turned
   into probabilities and averaged over every crop covering a pixel, and the averaged map is
-  upsampled to the photo's size.
+  read upsampled to the photo's size.
 
 With ``tta`` each input is also run mirrored left-right (in the same model call) and the
 probabilities of the two, the mirrored one flipped back, are averaged.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -44,6 +46,7 @@ __all__ = [
     "load_run_processor",
     "TorchRunner",
     "OnnxRunner",
+    "Scores",
     "resolve_device",
     "resize_scores",
     "scaled_size",
@@ -193,6 +196,78 @@ def _upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
 
 
+# Elements of float work per band of rows: big enough to keep the kernels busy, small enough
+# that a band of a 200 MP photo stays near 64 MB.
+_BAND_ELEMENTS = 1 << 24
+
+
+def _source_rows(in_rows: int, out_rows: int, start: int, stop: int):
+    """Source rows and weights of output rows ``[start, stop)``, as ``F.interpolate`` computes
+    them for ``mode="bilinear", align_corners=False`` (in float32, as its CPU kernel does)."""
+    scale = torch.tensor(in_rows / out_rows, dtype=torch.float32)
+    source = ((torch.arange(start, stop, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0)
+    low = source.floor().long().clamp(max=in_rows - 1)
+    high = (low + 1).clamp(max=in_rows - 1)
+    weight = (source - low).clamp(0, 1)
+    return low, high, weight
+
+
+@dataclass
+class Scores:
+    """One photo's class scores at the size the model gave them, read at the photo's size.
+
+    Attributes:
+        values: (K, C, h, w) float32. ``kind`` says what they are.
+        kind: ``"margin"`` (C = 1): a two-class model's nail logit minus the background's;
+            ``"logits"``: the model's logits; ``"probability"``: class probabilities. With K > 1
+            (mirror ``tta``), the K terms' probabilities are averaged.
+        size: the photo's ``(height, width)``.
+    """
+
+    values: torch.Tensor
+    kind: str
+    size: tuple[int, int]
+
+    def bands(
+        self, threshold: float | None = None
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(first_row, nail_probability, nail_mask)`` for consecutive bands of the photo's rows.
+
+        Each band is (rows, W) on the scores' device: the float32 nail probability and a bool
+        mask, nail where the probability is above ``threshold``, or with None where the nail
+        class wins the argmax (a tie goes to the first class, background, as in ``argmax``).
+        """
+        height, width = self.size
+        k, c, h, _ = self.values.shape
+        # The width pass runs once at the model's row count; F.interpolate's row scale is
+        # then 1, so only its column weights apply, exactly as in a full-size interpolation.
+        wide = _upsample(self.values, (h, width))
+        rows = max(1, _BAND_ELEMENTS // (k * max(c, 2) * width))
+        for start in range(0, height, rows):
+            stop = min(height, start + rows)
+            low, high, weight = _source_rows(h, height, start, stop)
+            weight = weight.to(wide.device)[:, None]
+            band = wide[:, :, low] * (1 - weight) + wide[:, :, high] * weight
+            if self.kind == "margin":
+                # Two classes: the nail's softmax share is the sigmoid of the logits' margin.
+                band = torch.cat([-band, band], 1) if k > 1 else band
+            elif self.kind == "logits":
+                band = band.softmax(1)
+            if self.kind == "margin" and k == 1:
+                probability = band[0, 0].sigmoid()
+                argmax = band[0, 0] > 0
+            else:
+                if self.kind == "margin":
+                    band = band.sigmoid()
+                mean = band.mean(0)
+                probability, argmax = mean[NAIL], mean.argmax(0) == NAIL
+            yield start, probability, argmax if threshold is None else probability > threshold
+
+    def nail_probability(self) -> torch.Tensor:
+        """(H, W) float32 nail probability at the photo's size (allocates H x W x 4 bytes)."""
+        return torch.cat([probability for _, probability, _ in self.bands()])
+
+
 def _with_mirror(pixel_values: np.ndarray, tta: bool) -> np.ndarray:
     """Append the left-right mirrored inputs after the originals, so one model call runs both."""
     if not tta:
@@ -218,31 +293,26 @@ def _shrunk_for(processor, images: Sequence[Image.Image]) -> list[Image.Image]:
 
 def resize_scores(
     runner, processor, images: Sequence[Image.Image], tta: bool = False
-) -> Iterator[tuple[torch.Tensor, bool]]:
-    """Run one batch in resize mode; yield ``(scores, kind)`` per photo, at the photo's size.
+) -> Iterator[Scores]:
+    """Run one batch in resize mode; yield each photo's :class:`Scores` at the model's size.
 
-    ``kind`` says what ``scores`` holds: ``"margin"``, (1, H, W) the nail logit minus the
-    background's, for a two-class model without ``tta`` (bilinear upsampling is linear, so this
-    is the margin of the upsampled logits, at half their memory); ``"logits"``, (C, H, W), for
-    other models; ``"probability"``, (C, H, W) averaged probabilities, with ``tta``.
+    A two-class model's scores are its nail margin (``"margin"``, half the memory of both
+    logits); other models give ``"logits"``. With ``tta`` the mirrored photo's scores, flipped
+    back, are a second term (bilinear upsampling commutes with a left-right flip).
     """
     pixel_values = processor(images=_shrunk_for(processor, images), return_tensors="np")[
         "pixel_values"
     ]
     logits = runner(_with_mirror(pixel_values, tta))
+    kind = "logits"
+    if logits.shape[1] == 2:
+        logits, kind = (logits[:, NAIL] - logits[:, BACKGROUND])[:, None], "margin"
     n = len(images)
     for index, image in enumerate(images):
-        size = (image.height, image.width)
-        if not tta and logits.shape[1] == 2:
-            margin = logits[index : index + 1, NAIL] - logits[index : index + 1, BACKGROUND]
-            yield _upsample(margin[:, None], size)[0], "margin"
-            continue
-        scores = _upsample(logits[index : index + 1], size)[0]
-        if not tta:
-            yield scores, "logits"
-            continue
-        mirrored = _upsample(logits[n + index : n + index + 1], size)[0].flip(-1)
-        yield (scores.softmax(0) + mirrored.softmax(0)) / 2, "probability"
+        terms = [logits[index]]
+        if tta:
+            terms.append(logits[n + index].flip(-1))
+        yield Scores(torch.stack(terms), kind, (image.height, image.width))
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -267,7 +337,7 @@ def slide_scores(
     overlap: float,
     batch_size: int,
     tta: bool = False,
-) -> tuple[torch.Tensor, bool]:
+) -> Scores:
     """Run one photo in slide mode (see the module docstring).
 
     Args:
@@ -281,7 +351,7 @@ def slide_scores(
         tta: also run mirrored windows.
 
     Returns:
-        ``(probabilities (C, H, W) at the photo's size, True)``.
+        The averaged probabilities at the scaled size, read at the photo's size.
     """
     scaled_w, scaled_h = scaled_size(image.width, image.height, scale)
     scaled = image
@@ -308,5 +378,4 @@ def slide_scores(
         for (top, left), prob in zip(chunk, probs, strict=True):
             total[:, top : top + win_h, left : left + win_w] += prob
             count[:, top : top + win_h, left : left + win_w] += 1
-    averaged = total / count
-    return _upsample(averaged[None], (image.height, image.width))[0], "probability"
+    return Scores((total / count)[None], "probability", (image.height, image.width))

@@ -49,6 +49,7 @@ RECORD_FIELDS = (
 # Nails tinted in cyan, outlined in yellow: colours nail polish and skin rarely have.
 _TINT = np.array([0, 255, 255], dtype=np.float32)
 _TINT_ALPHA = 0.45
+_TINT_ROWS = 512  # rows tinted at a time
 _OUTLINE = np.array([255, 255, 0], dtype=np.uint8)
 # Outline thickness grows with the photo so it stays visible on 12 MP photos.
 _OUTLINE_PIXELS_PER_POINT = 500
@@ -170,10 +171,13 @@ def render_overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
         mask: (H, W) {0, 1} nail mask of the same size.
     """
     nail = mask.astype(bool)
-    # Only the nail pixels go through float32: a float copy of a whole 200 MP photo is 2.4 GB.
     pixels = np.array(image, dtype=np.uint8)
-    tinted = pixels[nail].astype(np.float32) * (1 - _TINT_ALPHA) + _TINT * _TINT_ALPHA
-    pixels[nail] = tinted.round().astype(np.uint8)
+    # Only nail pixels go through float32, a band of rows at a time: a float copy of a whole
+    # 200 MP photo is 2.4 GB, and of its nail pixels up to as much.
+    for start in range(0, pixels.shape[0], _TINT_ROWS):
+        band, band_nail = pixels[start : start + _TINT_ROWS], nail[start : start + _TINT_ROWS]
+        tinted = band[band_nail].astype(np.float32) * (1 - _TINT_ALPHA) + _TINT * _TINT_ALPHA
+        band[band_nail] = tinted.round().astype(np.uint8)
     outline = nail & ~ndimage.binary_erosion(nail, structure=np.ones((3, 3), bool))
     thickness = max(image.width, image.height) // _OUTLINE_PIXELS_PER_POINT
     if thickness > 0 and outline.any():

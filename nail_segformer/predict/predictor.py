@@ -7,15 +7,14 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from nail_segformer.data.transforms import processor_size
-from nail_segformer.labels import NAIL
 from nail_segformer.metrics import count_nails, default_min_nail_area
 from nail_segformer.predict.infer import (
     ModelLoadError,
     OnnxRunner,
+    Scores,
     TorchRunner,
     load_run_model,
     load_run_processor,
@@ -78,18 +77,24 @@ class Prediction:
     """The prediction for one photo, at the photo's size.
 
     Attributes:
-        nail_probability: (H, W) float32 probability of the nail class, in [0, 1].
         mask: (H, W) uint8, 1 for nail and 0 for background.
         n_nails: nail components of at least the minimum area (see :func:`count_nails`).
         nail_fraction: share of the photo's pixels predicted nail.
         mean_confidence: mean nail probability over predicted nail pixels; None if there are none.
+        scores: the model's scores at the size it gave them (see
+            :class:`~nail_segformer.predict.infer.Scores`).
     """
 
-    nail_probability: np.ndarray
     mask: np.ndarray
     n_nails: int
     nail_fraction: float
     mean_confidence: float | None
+    scores: Scores
+
+    @property
+    def nail_probability(self) -> np.ndarray:
+        """(H, W) float32 nail probability in [0, 1], computed when asked (H x W x 4 bytes)."""
+        return self.scores.nail_probability().cpu().numpy()
 
     @property
     def height(self) -> int:
@@ -221,36 +226,22 @@ class Predictor:
                     )
                     for image in batch
                 )
-            predictions += [self._finish(scores, kind) for scores, kind in results]
+            predictions += [self._finish(scores) for scores in results]
         return predictions
 
-    def _finish(self, scores: torch.Tensor, kind: str) -> Prediction:
-        """One :class:`Prediction` from what a mode yields (see ``infer.resize_scores``)."""
-        if kind == "margin":
-            # The nail's softmax share of two classes is the sigmoid of the logits' margin, and
-            # argmax picks the nail where the margin is above 0 (a tie goes to background,
-            # argmax's first index): one full-size map, where a softmax of both classes and an
-            # int64 argmax took 3 GB more for a 200 MP photo.
-            margin = scores[0]
-            mask = margin > 0 if self.threshold is None else None
-            nail_probability = margin.sigmoid_()
-            if mask is None:
-                mask = nail_probability > self.threshold
-        else:
-            nail_probability = (scores if kind == "probability" else scores.softmax(0))[NAIL]
-            if self.threshold is None:
-                mask = scores.argmax(0) == NAIL
-            else:
-                mask = nail_probability > self.threshold
-        mask = mask.to(torch.uint8).cpu().numpy()
-        nail_probability = nail_probability.float().cpu().numpy()
-        nail_pixels = int(mask.sum())
+    def _finish(self, scores: Scores) -> Prediction:
+        """One :class:`Prediction`, read from ``scores`` a band of rows at a time."""
+        height, width = scores.size
+        mask = np.empty((height, width), np.uint8)
+        confidence_sum = 0.0
+        for start, probability, nail in scores.bands(self.threshold):
+            mask[start : start + nail.shape[0]] = nail.cpu().numpy()
+            confidence_sum += float(probability[nail].double().sum())
+        nail_pixels = int(np.count_nonzero(mask))
         return Prediction(
-            nail_probability=nail_probability,
             mask=mask,
             n_nails=count_nails(mask, self.min_nail_area),
             nail_fraction=nail_pixels / mask.size,
-            mean_confidence=float(nail_probability[mask.astype(bool)].mean())
-            if nail_pixels
-            else None,
+            mean_confidence=confidence_sum / nail_pixels if nail_pixels else None,
+            scores=scores,
         )
