@@ -1,6 +1,6 @@
-"""Shared pieces of the benchmarks: environment, result rows, data, timing, child processes.
+"""What every benchmark shares: the machine it ran on, a table, photos, a fresh process per figure.
 
-Nothing in the package imports this; ``run.py`` and the section modules beside it do.
+Importing it first sets the offline variables the Hugging Face libraries read on import.
 """
 
 from __future__ import annotations
@@ -11,106 +11,48 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# Read when the Hugging Face libraries are imported: set before any of them is.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SEED = 0
-PACKAGES = (
-    "torch",
-    "transformers",
-    "datasets",
-    "evaluate",
-    "accelerate",
-    "albumentations",
-    "opencv-python-headless",
-    "pillow",
-    "numpy",
-)
-
-
-@dataclass
-class Row:
-    """One line of the results table.
-
-    ``ratio`` is ours / baseline for rates (higher is better) and is stated per row otherwise;
-    ``met`` is None for figures without a goal.
-    """
-
-    section: str
-    figure: str
-    ours: str
-    baseline: str
-    ratio: float | None
-    goal: str = "-"
-    met: bool | None = None
-    note: str = ""
-
-
-@dataclass
-class SectionResult:
-    rows: list[Row] = field(default_factory=list)
-    details: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def fmt(value: float, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits, no exponent for everyday magnitudes."""
-    if value == 0 or 1e-3 <= abs(value) < 1e6:
-        return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
-    return f"{value:.{digits - 1}e}"
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+PACKAGES = ("torch", "transformers", "datasets", "evaluate", "accelerate", "albumentations",
+            "opencv-python-headless", "pillow", "numpy")  # fmt: skip
 
 
 def machine_info() -> dict[str, str]:
-    """Hardware, software and code version, recorded next to every result."""
+    """Date, command, hardware, versions and commit, printed next to every result."""
     import importlib.metadata as metadata
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "missing"
     import torch
 
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                if line.startswith("model name")), cpu)  # fmt: skip
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} missing")
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": " ".join(["python", *map(_portable, sys.argv)]),
-        "cpu": cpu,
+        "cpu": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu,
         "cores": f"{len(os.sched_getaffinity(0))} usable of {os.cpu_count()}",
         "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB",
-        "torch_threads": str(torch.get_num_threads()),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
-        "python": platform.python_version(),
+        "versions": f"Python {platform.python_version()}; " + ", ".join(versions),
         "commit": _git_commit(),
-        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
     info["summary"] = (
-        f"{info['date']}; {info.get('gpu', cpu)}, {info['cores']} cores, "
-        f"{info['memory']}; Python {info['python']}; {info['versions']}; commit {info['commit']}"
+        f"{info['date']}; {info['cpu']}, {info['cores']} cores, {info['memory']}; "
+        f"{info['versions']}; commit {info['commit']}"
     )
     return info
 
@@ -123,29 +65,34 @@ def _portable(arg: str) -> str:
         return arg
 
 
+def _git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
+                              text=True).stdout.strip()  # fmt: skip
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except OSError:
+        return "unknown"
+    return f"{commit}{' (modified)' if dirty else ''}" or "unknown"
+
+
 def format_table(headers: list[str], rows: list[list]) -> str:
-    """A Markdown table: one header row, then ``rows`` (cells already formatted, or numbers)."""
+    """A Markdown table; float cells get three significant digits."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
-        cells = [fmt(c) if isinstance(c, float) else str(c) for c in row]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(
+            "| " + " | ".join(f"{c:.3g}" if isinstance(c, float) else str(c) for c in row) + " |"
+        )
     return "\n".join(lines)
 
 
-def _git_commit() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return f"{commit}{' (modified)' if dirty else ''}" or "unknown"
-    except OSError:
-        return "unknown"
+def peak_mib() -> int:
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, it does not carry a
+    parent's peak across fork and exec)."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) // 1024
 
 
 def make_photos(root: Path, n: int, seed: int = SEED) -> Path:
@@ -155,10 +102,6 @@ def make_photos(root: Path, n: int, seed: int = SEED) -> Path:
     if not (root / "Images").is_dir():
         generate_dataset(root, n=n, seed=seed)
     return root
-
-
-def photo_paths(root: Path) -> list[Path]:
-    return sorted((root / "Images").rglob("*.jpg"))
 
 
 def seed_everything(seed: int = SEED) -> None:
@@ -172,51 +115,26 @@ def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)
 
 
-def run_child(
-    module: str, args: dict, env: dict[str, str | None] | None = None, timeout: float = 3600
-):
-    """Run ``python benchmarks/<module>.py --child '<json args>'`` and return its JSON result.
-
-    Each measurement that needs a clean process (peak RSS, process-wide options) runs this way.
-    ``env`` is laid over this process's environment; a value of None removes that variable.
-    The child prints exactly one line starting with ``RESULT `` followed by JSON.
-    """
-    cmd = [sys.executable, str(BENCH_DIR / f"{module}.py"), "--child", json.dumps(args)]
-    full_env = dict(os.environ)
-    for key, value in (env or {}).items():
-        if value is None:
-            full_env.pop(key, None)
-        else:
-            full_env[key] = value
-    done = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+def run_child(script: str, args: dict, timeout: float = 3600):
+    """The result of ``python benchmarks/<script>.py --child '<json args>'``: a fresh process,
+    so that peak memory and process-wide settings belong to one measurement."""
+    cmd = [sys.executable, str(BENCH_DIR / f"{script}.py"), "--child", json.dumps(args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(
-        f"benchmark child {module} {args} failed (exit {done.returncode}):\n"
-        f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    )
+    raise RuntimeError(f"benchmark child {script} {args} failed (exit {done.returncode}):\n"
+                       f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}")  # fmt: skip
 
 
-def child_main(handlers: dict) -> bool:
-    """If this process was started by :func:`run_child`, run the named job and print its result.
+def child_main(jobs: dict) -> bool:
+    """In a process :func:`run_child` started, set what the package's entry points set
+    (``configure_cli_process``), run the named job and print its result."""
+    if len(sys.argv) != 3 or sys.argv[1] != "--child":
+        return False
+    from nail_segformer.runtime import configure_cli_process
 
-    Before any job imports torch, the child sets the process option of the package's evaluation
-    entry points (:func:`nail_segformer.runtime.configure_cli_process`: the fixed mmap
-    threshold), so that "on" and "off" rows compare it; ``NAIL_SEGFORMER_PROCESS_OPTIONS=0`` in
-    its environment turns it off. The result records what was set, under ``process_options``.
-    """
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        from nail_segformer.runtime import configure_cli_process
-
-        applied = configure_cli_process()
-        args = json.loads(sys.argv[2])
-        result = handlers[args.pop("job")](**args)
-        result["process_options"] = applied
-        print("RESULT " + json.dumps(result), flush=True)
-        return True
-    return False
-
-
-def as_dict(row: Row) -> dict:
-    return asdict(row)
+    configure_cli_process()
+    args = json.loads(sys.argv[2])
+    print("RESULT " + json.dumps(jobs[args.pop("job")](**args)), flush=True)
+    return True

@@ -1,25 +1,17 @@
 """Does the package learn the demo as fast as a bare PyTorch loop (nail IoU over wall-clock time)?
 
-Both train the demo's recipe (``configs/demo.yaml``: model preset, loss, AdamW with the same
-learning rate, warm-up and linear decay, gradient clipping, batch, patch size and share of nail
-patches, seed) on the same split of the same synthetic photos, and score the same validation
-photos with the package's metric at the same steps. What differs is only what the package adds
-around the model: the bare loop decodes every photo once, resizes it to the evaluation size and
-cuts patches from memory (flips only); the package reads files through ``datasets`` and
-albumentations every step inside the ``Trainer``.
+Both train the demo's recipe (``configs/demo.yaml``: preset, loss, AdamW schedule, clipping,
+batch, patches, seed) on the same split and score the same validation photos with the
+package's metric. What differs is what the package adds around the model: the bare loop
+decodes every photo once and cuts patches from memory (flips only); the package reads files
+through ``datasets`` and albumentations every step inside the ``Trainer``.
 
-A from-scratch run of this length depends on its seed more than on the side it runs on (one
-seed put the package 0.7x behind the loop, the next 1.2x ahead), so each side trains once per
-seed (``--seeds``, default 0 1 2), the two sides of a seed back to back, each in a fresh
-process. Times are wall-clock from the process's start (imports, data and model included) with
-evaluation time left out, so the curves compare learning per second of training. The table
-gives, at the same times (quarters of the shortest run), the mean over seeds of the best
-validation nail IoU each side had reached by then, its range, and the ratio of the means; then
-the steps per second of each.
+A run this short depends on its seed more than on its side, so each side trains once per seed
+(``--seeds``), back to back, each in a fresh process; times are wall-clock from the process's
+start, evaluation left out.
 
     python benchmarks/demo_curve.py              # the shipped demo, 3 seeds: ~1 hour on 2 cores
     python benchmarks/demo_curve.py --max_steps 40 --evaluations 2 --seeds 0   # a smoke run
-    python benchmarks/demo_curve.py --write      # also append the result to RESULTS.md
 """
 
 from __future__ import annotations
@@ -34,17 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-RESULTS = BENCH_DIR / "RESULTS.md"
+from _common import REPO_ROOT, format_table, machine_info  # noqa: E402
+
 GOAL = 0.9
-
-
-# --------------------------------------------------------------------------- the bare loop
 
 
 def _bare_loop(config: str, overrides: list[str], evaluate_every: int, out: str) -> None:
@@ -52,6 +38,7 @@ def _bare_loop(config: str, overrides: list[str], evaluate_every: int, out: str)
     start = time.monotonic()
     import numpy as np
     import torch
+    from datasets import Image
     from transformers import get_linear_schedule_with_warmup
 
     from nail_segformer.data import load_image, load_labels, load_splits
@@ -76,13 +63,13 @@ def _bare_loop(config: str, overrides: list[str], evaluate_every: int, out: str)
     processor = load_image_processor(None, size=data_args.image_size)
 
     def encode(split):
-        paths = splits[split].cast_column("image", _undecoded()).cast_column("label", _undecoded())
+        paths = splits[split].cast_column("image", Image(decode=False))
+        paths = paths.cast_column("label", Image(decode=False))
         images = [load_image(v["path"]) for v in paths["image"]]
         masks = [load_labels(v["path"]) for v in paths["label"]]
         enc = processor(images=images, segmentation_maps=masks, do_reduce_labels=False)
-        return torch.as_tensor(np.asarray(enc["pixel_values"], dtype=np.float32)), torch.as_tensor(
-            np.asarray(enc["labels"], dtype=np.int64)
-        )
+        x, y = np.asarray(enc["pixel_values"], np.float32), np.asarray(enc["labels"], np.int64)
+        return torch.as_tensor(x), torch.as_tensor(y)
 
     train_x, train_y = encode("train")
     val_x, val_y = encode("validation")
@@ -91,15 +78,11 @@ def _bare_loop(config: str, overrides: list[str], evaluate_every: int, out: str)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
     )
-    steps = args.max_steps
-    warmup = (
-        args.warmup_steps if args.warmup_steps >= 1 else int(np.ceil(args.warmup_steps * steps))
-    )
+    steps, batch = args.max_steps, args.per_device_train_batch_size
+    warmup = args.warmup_steps
+    warmup = warmup if warmup >= 1 else int(np.ceil(warmup * steps))
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, steps)
-    crop, batch = (
-        data_args.train_crop_size or data_args.image_size,
-        args.per_device_train_batch_size,
-    )
+    crop = data_args.train_crop_size or data_args.image_size
     nail_p, flip_p = data_args.nail_crop_probability, data_args.hflip_probability
     side = train_x.shape[-1]
 
@@ -154,15 +137,6 @@ def _bare_loop(config: str, overrides: list[str], evaluate_every: int, out: str)
     Path(out).write_text(json.dumps({"curve": curve, "train_seconds": curve[-1]["seconds"]}))
 
 
-def _undecoded():
-    from datasets import Image
-
-    return Image(decode=False)
-
-
-# --------------------------------------------------------------------------- the package
-
-
 def _package_run(config: str, overrides: list[str], evaluate_every: int, work: Path) -> dict:
     """``run_finetune.py`` in a child process; times each evaluation line as it is printed."""
     argv = [
@@ -173,11 +147,9 @@ def _package_run(config: str, overrides: list[str], evaluate_every: int, work: P
         "--disable_tqdm", "true",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    start = time.monotonic()
-    curve, eval_seconds = [], 0.0
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT
-    ) as child:
+    start, curve, eval_seconds = time.monotonic(), [], 0.0
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, cwd=REPO_ROOT) as child:  # fmt: skip
         for line in child.stdout:
             now = time.monotonic()
             if "'eval_iou_nail'" not in line:  # periodic evaluations, not the final one
@@ -185,10 +157,7 @@ def _package_run(config: str, overrides: list[str], evaluate_every: int, work: P
             logs = ast.literal_eval(line.strip())
             eval_seconds += float(logs["eval_runtime"])
             curve.append(
-                {
-                    "seconds": now - start - eval_seconds,
-                    "iou_nail": float(logs["eval_iou_nail"]),
-                }
+                {"seconds": now - start - eval_seconds, "iou_nail": float(logs["eval_iou_nail"])}
             )
     if child.returncode != 0 or not curve:
         raise RuntimeError(f"run_finetune.py exited with {child.returncode}: {' '.join(argv)}")
@@ -199,106 +168,67 @@ def _package_run(config: str, overrides: list[str], evaluate_every: int, work: P
     return {"curve": curve, "train_seconds": curve[-1]["seconds"]}
 
 
-# --------------------------------------------------------------------------- comparison
-
-
-def best_by(curve: list[dict], seconds: float) -> float:
-    """The best nail IoU reached at or before ``seconds`` (0 before the first evaluation)."""
-    return max((p["iou_nail"] for p in curve if p["seconds"] <= seconds + 1e-9), default=0.0)
-
-
-def compare(package: list[dict], bare: list[dict], samples: int = 4) -> list[dict]:
-    """Both sides' nail IoU over seeds at ``samples`` evenly spaced times.
-
-    ``package`` and ``bare`` hold one run per seed. The times run up to the end of the shortest
-    run, so every run has reached each of them; at each, the mean over seeds of the best IoU
-    reached by then, its range, and the ratio of the means.
-    """
+def compare(package: list[dict], bare: list[dict], samples: int = 4) -> list[list]:
+    """Table rows at ``samples`` evenly spaced times up to the end of the shortest run: for each
+    side, the mean over seeds (one run each) of the best nail IoU reached by then, its range;
+    and the ratio of the means."""
     end = min(run["train_seconds"] for run in (*package, *bare))
     rows = []
     for k in range(1, samples + 1):
-        t = end * k / samples
-        row = {"seconds": t}
-        for name, runs in (("package", package), ("bare", bare)):
-            values = [best_by(run["curve"], t) for run in runs]
-            row[name] = sum(values) / len(values)
-            row[f"{name}_range"] = (min(values), max(values))
-        row["ratio"] = row["package"] / row["bare"] if row["bare"] else None
-        rows.append(row)
+        t, row, means = end * k / samples, [f"{end * k / samples / 60:.1f} min"], []
+        for runs in (package, bare):
+            best = [max((p["iou_nail"] for p in run["curve"] if p["seconds"] <= t + 1e-9),
+                        default=0.0) for run in runs]  # fmt: skip
+            means.append(sum(best) / len(best))
+            row.append(f"{means[-1]:.3f} ({min(best):.3f}-{max(best):.3f})")
+        rows.append([*row, f"{means[0] / means[1]:.2f}" if means[1] else "-"])
     return rows
 
 
-def steps_per_second(run: dict) -> float:
-    """Training steps per second of training time up to the last evaluation."""
-    last = run["curve"][-1]
-    return last["step"] / last["seconds"]
-
-
-def format_report(
-    config: str, overrides: list[str], seeds: list[int], package: list[dict], bare: list[dict]
-) -> str:
-    sys.path.insert(0, str(BENCH_DIR))
-    from _common import format_table, machine_info
-
-    table = []
-    for row in compare(package, bare):
-        cells = [
-            f"{row[name]:.3f} ({row[f'{name}_range'][0]:.3f}-{row[f'{name}_range'][1]:.3f})"
-            for name in ("package", "bare")
-        ]
-        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
-        table.append([f"{row['seconds'] / 60:.1f} min", *cells, ratio])
-    headers = ["training time", "package nail IoU, mean (range)"]
-    lines = [
-        f"`python benchmarks/demo_curve.py {' '.join(overrides)} --seeds "
-        f"{' '.join(map(str, seeds))}` ({config}); {machine_info()['summary']}; load "
-        f"{os.getloadavg()[0]:.1f} at the end",
-        "",
-        format_table([*headers, "bare loop nail IoU, mean (range)", "package ÷ bare"], table),
-    ]
-    rates = [[steps_per_second(run) for run in runs] for runs in (package, bare)]
+def format_report(seeds: list[int], package: list, bare: list) -> str:
+    # Training steps per second of training time up to each run's last evaluation.
+    rates = [[run["curve"][-1]["step"] / run["curve"][-1]["seconds"] for run in runs]
+             for runs in (package, bare)]  # fmt: skip
     means = [sum(r) / len(r) for r in rates]
-    per_seed = [", ".join(f"{r:.2f}" for r in side) for side in rates]
-    lines += [
+    info = machine_info()
+    lines = [
+        f"`{info['command']}`; {info['summary']}",
+        "",
+        format_table(
+            [
+                "training time",
+                "package nail IoU, mean (range)",
+                "bare loop nail IoU, mean (range)",
+                "package ÷ bare",
+            ],
+            compare(package, bare),
+        ),  # fmt: skip
         "",
         f"steps per second, mean over seeds: package {means[0]:.2f}, bare loop {means[1]:.2f} "
-        f"(package ÷ bare {means[0] / means[1]:.2f}; goal ≥ {GOAL}); per seed: package "
-        f"{per_seed[0]}, bare {per_seed[1]}.",
+        f"(package ÷ bare {means[0] / means[1]:.2f}; goal ≥ {GOAL})",
         "",
         "Curves per seed, (step, seconds, nail IoU):",
     ]
-    for seed, ours, theirs in zip(seeds, package, bare, strict=True):
-        for name, run in (("package", ours), ("bare", theirs)):
-            points = " ".join(
-                f"({p['step']}, {round(p['seconds'])}, {p['iou_nail']:.3f})" for p in run["curve"]
-            )
-            lines.append(f"- seed {seed}, {name}: {points}")
+    for seed, *runs in zip(seeds, package, bare, strict=True):
+        for name, run in zip(("package", "bare"), runs, strict=True):
+            points = [f"({p['step']}, {round(p['seconds'])}, {p['iou_nail']:.3f})"
+                      for p in run["curve"]]  # fmt: skip
+            lines.append(f"- seed {seed}, {name}: {' '.join(points)}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--max_steps", type=int, default=None, help="override the config's")
     parser.add_argument("--evaluations", type=int, default=8, help="evaluations per run")
-    parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2],
-        help="one run per side per seed (--seed of each); runs of one seed vary more than the "
-        "two sides do",
-    )  # fmt: skip
-    parser.add_argument("--data_root", default=None, help="override the config's")
-    parser.add_argument("--write", action="store_true", help="append the report to RESULTS.md")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="one run per side per seed (--seed of each)")  # fmt: skip
     parser.add_argument("--bare_child", nargs=3, help=argparse.SUPPRESS)
-    args, extra = parser.parse_known_args(argv)
+    args, overrides = parser.parse_known_args(argv)  # the rest: run_finetune.py flags
     if args.bare_child:
         every, out, overrides = args.bare_child
         _bare_loop(args.config, json.loads(overrides), int(every), out)
         return 0
-    overrides = list(extra)
-    if args.max_steps:
-        overrides += ["--max_steps", str(args.max_steps)]
-    if args.data_root:
-        overrides += ["--data_root", args.data_root]
     from nail_segformer.train import parse_args
 
     _, _, training_args = parse_args([args.config, *overrides])
@@ -315,11 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 check=True, cwd=REPO_ROOT,
             )  # fmt: skip
             bare.append(json.loads(out.read_text()))
-    report = format_report(args.config, overrides, args.seeds, package, bare)
-    print(report)
-    if args.write:
-        with RESULTS.open("a", encoding="utf-8") as results:
-            results.write(f"\n### Demo: package against a bare loop\n\n{report}\n")
+    print(format_report(args.seeds, package, bare))
     return 0
 
 

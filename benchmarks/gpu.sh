@@ -3,7 +3,7 @@
 # 1. configs/b4-gpu.yaml's training step, through run_finetune.py: 40 steps of MiT-b4 at 512,
 #    bf16 (if the GPU has it), batch 8 x 2 accumulation, 8 workers, on synthetic photos; the
 #    Trainer's memory metrics (train_mem_gpu_*) and samples/s land in $OUT/b4-gpu/.
-# 2. MiT-b4 (random init) training throughput: fp32, bf16, channels-last, torch.compile, peak
+# 2. MiT-b4 (random init) training throughput: fp32, bf16, torch.compile, peak
 #    GPU memory, and the share of step time spent waiting for the 8-worker data loader.
 # Finishes in under 9 minutes (gpu_bench.py skips what would not fit in --budget-s).
 #

@@ -1,16 +1,11 @@
 """How fast does MiT-b4 train on one GPU (fp32, bf16, compile), and does it wait for data?
 
 Run by ``benchmarks/gpu.sh`` on a GPU machine; ``--dry-run`` runs every code path on CPU with
-a tiny model in well under a minute, so the script can be checked anywhere.
-
-Measured, each after warm-up steps, on one batch kept on the device:
-
-- ``fp32``, ``bf16`` (autocast), ``channels_last`` (fp32, NHWC weights and inputs),
-  ``compile`` (``torch.compile`` of the model, bf16 autocast): samples/s and peak memory
-  (``torch.cuda.max_memory_allocated``) of forward + loss + backward + AdamW step;
-- ``loader``: the package's Trainer data loader (``build_trainer(...).get_train_dataloader()``,
-  8 workers, pinned memory) feeding the bf16 step: the fraction of the step time spent waiting
-  for the next batch.
+a tiny model in under a minute. Measured, each after warm-up steps: ``fp32``, ``bf16``
+(autocast) and ``compile`` (``torch.compile``, bf16): samples/s and peak memory
+(``torch.cuda.max_memory_allocated``) of forward + loss + backward + AdamW on one batch kept
+on the device; ``loader``: the package's Trainer data loader (8 workers, pinned memory) feeding
+the bf16 step, and the fraction of the step time spent waiting for the next batch.
 """
 
 from __future__ import annotations
@@ -24,30 +19,23 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import format_table, machine_info  # noqa: E402 - sets the offline variables
+from _common import format_table, machine_info, make_photos  # noqa: E402 - sets the offline variables
 
-CONFIGS = ("fp32", "bf16", "channels_last", "compile")
+CONFIGS = ("fp32", "bf16", "compile")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for flag, default in (("--preset", "mit-b4"), ("--size", 512), ("--batch", 8),
+                          ("--warmup", 3), ("--steps", 10), ("--loader-workers", 8),
+                          ("--loader-steps", 30), ("--photos", 320), ("--budget-s", 420.0),
+                          ("--compile-backend", "inductor")):  # fmt: skip
+        parser.add_argument(flag, type=type(default), default=default)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    parser.add_argument("--preset", default="mit-b4", help="nail_segformer.model preset.")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
-    parser.add_argument("--compile-backend", default="inductor")
-    parser.add_argument("--loader-workers", type=int, default=8)
-    parser.add_argument("--loader-steps", type=int, default=30)
-    parser.add_argument("--photos", type=int, default=320, help="Synthetic photos to load.")
-    parser.add_argument("--budget-s", type=float, default=420, help="Skip what would not fit.")
-    parser.add_argument("--out", help="Write the results as JSON here.")
-    parser.add_argument(
-        "--dry-run", action="store_true",
-        help="CPU, tiny model, 64², 1 step each, eager compile: checks the code, measures nothing.",
-    )  # fmt: skip
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="CPU, tiny model, 64², 1 step each: checks the code, measures nothing")  # fmt: skip
     args = parser.parse_args(argv)
     if args.dry_run:
         args.device, args.preset, args.size, args.batch = "cpu", "tiny", 64, 2
@@ -88,9 +76,6 @@ def measure_config(name: str, args, device, batch: dict) -> dict:
 
     model = build_model(args.preset, ID2LABEL, seed=0).to(device).train()
     pixel_values, labels = batch["pixel_values"].to(device), batch["labels"].to(device)
-    if name == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
-        pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, fused=device.type == "cuda")
     loss_fn = SegmentationLoss("ce").as_trainer_loss()
     autocast = torch.bfloat16 if name in ("bf16", "compile") else None
@@ -112,40 +97,23 @@ def measure_config(name: str, args, device, batch: dict) -> dict:
     _sync(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    result = {
-        "config": name,
-        "samples_per_s": args.steps * args.batch / seconds,
-        "step_ms": 1000 * seconds / args.steps,
-        "peak_memory_gib": None if peak is None else peak / 2**30,
-        "warmup_s": warm,
-        "loss": float(loss.detach()),
-    }
+    result = {"config": name, "samples_per_s": args.steps * args.batch / seconds,
+              "step_ms": 1000 * seconds / args.steps, "warmup_s": warm,
+              "peak_memory_gib": None if peak is None else peak / 2**30,
+              "loss": float(loss.detach())}  # fmt: skip
     del model, runner, optimizer, step
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
 
 
-def measure_loader_wait(args, device, data_root: str, work: str) -> dict:
+def measure_loader_wait(args, device, trainer) -> dict:
     """Fraction of the bf16 step time spent waiting for the Trainer's data loader."""
     import torch
 
-    from nail_segformer.data import load_splits
     from nail_segformer.losses import SegmentationLoss
-    from nail_segformer.train import parse_args as parse_train_args
-    from nail_segformer.train.build import build_model_and_processor, build_trainer
 
-    argv = [
-        "--data_root", data_root, "--output_dir", work, "--from_scratch_preset", args.preset,
-        "--image_size", str(args.size), "--per_device_train_batch_size", str(args.batch),
-        "--dataloader_num_workers", str(args.loader_workers), "--eval_strategy", "no",
-        "--save_strategy", "no", "--load_best_model_at_end", "false", "--seed", "0",
-        "--use_cpu", str(device.type == "cpu").lower(), "--disable_tqdm", "true",
-    ]  # fmt: skip
-    data_args, model_args, training_args = parse_train_args(argv)
-    dataset_dict, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
-    model, processor = build_model_and_processor(model_args, data_args, training_args.seed)
-    trainer, _ = build_trainer(model, processor, dataset_dict, data_args, model_args, training_args)
+    model = trainer.model
     loader = trainer.get_train_dataloader()  # pinned memory, workers, moves batches to device
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, fused=device.type == "cuda")
@@ -169,14 +137,11 @@ def measure_loader_wait(args, device, data_root: str, work: str) -> dict:
         if index >= args.warmup:  # the first batches include worker start-up
             waits.append(fetched - start)
             totals.append(time.perf_counter() - start)
-    return {
-        "config": f"loader ({args.loader_workers} workers, bf16 step)",
-        "wait_fraction": sum(waits) / sum(totals),
-        "samples_per_s": len(totals) * args.batch / sum(totals),
-        "mean_wait_ms": 1000 * sum(waits) / len(waits),
-        "mean_step_ms": 1000 * sum(totals) / len(totals),
-        "cpu_count": os.cpu_count(),
-    }
+    return {"config": f"loader ({args.loader_workers} workers, bf16 step)",
+            "wait_fraction": sum(waits) / sum(totals),
+            "samples_per_s": len(totals) * args.batch / sum(totals),
+            "mean_wait_ms": 1000 * sum(waits) / len(waits),
+            "mean_step_ms": 1000 * sum(totals) / len(totals), "cpu_count": os.cpu_count()}  # fmt: skip
 
 
 def results_table(results: list[dict]) -> str:
@@ -195,15 +160,8 @@ def results_table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
+    from run import _trainer
     from transformers import default_data_collator
-
-    from nail_segformer.data import load_splits
-    from nail_segformer.data.transforms import (
-        attach_transforms,
-        build_train_transforms,
-        load_image_processor,
-    )
-    from nail_segformer.synthetic import generate_dataset
 
     started = time.perf_counter()
     device = torch.device(args.device)
@@ -214,23 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     info = {**machine_info(), "preset": args.preset, "size": args.size, "batch": args.batch}
     print(json.dumps(info), flush=True)
     with tempfile.TemporaryDirectory(prefix="nail-gpu-") as work:
-        data_root = str(Path(work) / "photos")
-        generate_dataset(data_root, n=args.photos, seed=0)
-        splits, _, _ = load_splits(data_root, validation_fraction=0.1, test_fraction=0.0)
-        processor = load_image_processor(None, size=args.size)
-        train = attach_transforms(
-            splits, processor, build_train_transforms(args.size, args.size, seed=0)
-        )["train"]
-        batch = default_data_collator(train.__getitems__(list(range(args.batch))))
+        data_root = str(make_photos(Path(work) / "photos", args.photos))
+        use_cpu = ["--use_cpu", str(device.type == "cpu").lower(), "--eval_strategy", "no"]
+        trainer, datasets, _, _ = _trainer(data_root, work, args.preset, args.size, args.batch,
+                                           args.loader_workers, use_cpu)  # fmt: skip
+        batch = default_data_collator(datasets["train"].__getitems__(list(range(args.batch))))
         # torch.compile last: its compilation takes the longest and is what the budget cuts.
         jobs = [(name, lambda name=name: measure_config(name, args, device, batch))
                 for name in args.configs if name != "compile"]  # fmt: skip
-        jobs.append(
-            (
-                "loader",
-                lambda: measure_loader_wait(args, device, data_root, str(Path(work) / "run")),
-            )
-        )
+        jobs.append(("loader", lambda: measure_loader_wait(args, device, trainer)))
         if "compile" in args.configs:
             jobs.append(("compile", lambda: measure_config("compile", args, device, batch)))
         results = []
