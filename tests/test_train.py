@@ -560,19 +560,28 @@ def test_patch_larger_than_the_processor_size_is_refused(synthetic_root, tmp_pat
 
 
 def test_each_split_is_evaluated_on_its_own_photos_with_persistent_workers(tmp_path):
-    # transformers keeps one evaluation loader when workers persist and handed it back for
-    # the test split, which was then scored on the validation photos.
-    import torch
-
+    # transformers keeps one evaluation loader when workers persist and hands it back for any
+    # Dataset passed in, which scored the test split on the validation photos.
     from nail_segformer.train.optim import OptimizerRecipe
+    from nail_segformer.train.pipeline import evaluate_splits
 
     def photos(n):
         return [{"pixel_values": torch.zeros(3, 32, 32), "labels": torch.zeros(32, 32).long()}] * n
 
-    validation, test = photos(3), photos(5)
+    datasets = {"train": photos(2), "validation": photos(3), "test": photos(5)}
     trainer = _trainer_with(tmp_path, OptimizerRecipe(), "--dataloader_num_workers", "1")
     assert trainer.args.dataloader_persistent_workers
-    trainer.eval_dataset = validation
-    assert len(trainer.get_eval_dataloader().dataset) == 3  # kept for the next evaluations
-    assert len(trainer.get_eval_dataloader(test).dataset) == 5
-    assert len(trainer.get_eval_dataloader().dataset) == 3
+    trainer.eval_dataset = datasets["validation"]
+    trainer.evaluate()  # as during training: the validation loader is kept
+    seen = []
+    loader_for = trainer.get_eval_dataloader
+
+    def spy(eval_dataset=None):
+        loader = loader_for(eval_dataset)
+        seen.append(len(loader.dataset))
+        return loader
+
+    trainer.get_eval_dataloader = spy
+    metrics = evaluate_splits(trainer, datasets)
+    assert seen == [3, 5] and set(metrics) == {"validation", "test"}
+    assert (tmp_path / "test_results.json").is_file()

@@ -68,13 +68,13 @@ def load_image_processor(
         overrides["size"] = {"height": size, "width": size}
     if source is None:
         return SegformerImageProcessorPil(**overrides)
-    processor = SegformerImageProcessorPil.from_pretrained(str(source), **overrides, **hub_kwargs)
+    config, _ = SegformerImageProcessorPil.get_image_processor_dict(str(source), **hub_kwargs)
     # The ADE20k checkpoints' legacy file says "reduce_labels": true. transformers 5 keeps the
     # key as a bare attribute and would save it beside do_reduce_labels=false; transformers 4
     # reads the old key last and would switch label reduction back on for whoever loads our
     # model. Drop it so that the saved processor says one thing.
-    processor.__dict__.pop("reduce_labels", None)
-    return processor
+    config.pop("reduce_labels", None)
+    return SegformerImageProcessorPil.from_dict(config, **overrides)
 
 
 def processor_size(processor) -> tuple[int, int]:

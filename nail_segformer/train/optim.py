@@ -21,12 +21,14 @@ __all__ = ["NO_DECAY_RULES", "OptimizerRecipe", "optimizer_parameter_groups"]
 #   layers and every bias.
 # - "none": every parameter decays.
 NO_DECAY_RULES = ("norm", "norm_and_bias", "none")
-_NORM_LAYERS = (
-    torch.nn.LayerNorm,
-    torch.nn.GroupNorm,
-    torch.nn.modules.batchnorm._BatchNorm,
-    torch.nn.modules.instancenorm._InstanceNorm,
-)
+_NORM_LAYERS = tuple(
+    getattr(torch.nn, name)
+    for name in (
+        "LayerNorm", "GroupNorm", "RMSNorm", "SyncBatchNorm",
+        *(f"{lazy}{kind}Norm{d}d" for lazy in ("", "Lazy") for kind in ("Batch", "Instance")
+          for d in (1, 2, 3)),
+    )
+)  # fmt: skip
 # SegformerForSemanticSegmentation's decode head; the rest is the MiT encoder.
 _HEAD_PREFIX = "decode_head."
 

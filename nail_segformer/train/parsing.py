@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import enum
 import json
 import re
 import sys
+import types
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -136,11 +139,34 @@ def _given_on_command_line(parser: HfArgumentParser, argv: list[str]) -> frozens
     # argparse fills in a default only for a name missing from the namespace it is handed, so
     # a namespace of markers comes back with real values exactly where a flag was given.
     unset = object()
-    namespace = argparse.Namespace(
-        **{a.dest: unset for a in parser._actions if a.default is not argparse.SUPPRESS}
-    )
+    namespace = argparse.Namespace(**dict.fromkeys(_setting_types(parser), unset))
     parser.parse_known_args(argv, namespace)
     return frozenset(name for name, value in vars(namespace).items() if value is not unset)
+
+
+def _setting_types(parser: HfArgumentParser) -> dict[str, Any]:
+    """Each setting's name (its flag without the dashes) and its type, from the dataclasses."""
+    return {
+        f.name: typing.get_type_hints(dtype)[f.name]
+        for dtype in parser.dataclass_types
+        for f in fields(dtype)
+        if f.init
+    }
+
+
+def _takes_words(annotation: Any) -> bool:
+    """Whether a setting's values are words (text, a choice, or a list of them), not a bool."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    options = typing.get_args(annotation) if union else (annotation,)
+    options = [typing.get_args(o)[0] if typing.get_origin(o) is list else o for o in options]
+    if bool in options:
+        return False
+    return any(
+        o is str
+        or typing.get_origin(o) is typing.Literal
+        or (isinstance(o, type) and issubclass(o, enum.Enum))
+        for o in options
+    )
 
 
 def _leftover_message(leftover: list[str], parser: HfArgumentParser) -> str:
@@ -150,7 +176,7 @@ def _leftover_message(leftover: list[str], parser: HfArgumentParser) -> str:
             f"unexpected argument(s) {leftover}: only a config file "
             f"({', '.join(_CONFIG_SUFFIXES)}) may come before the flags, and only first; {_HELP}"
         )
-    known = sorted({f"--{a.dest}" for a in parser._actions if a.default is not argparse.SUPPRESS})
+    known = sorted(f"--{name}" for name in _setting_types(parser))
     named = []
     for flag in flags:
         close = difflib.get_close_matches(flag, known, n=1, cutoff=0.8)
@@ -315,24 +341,19 @@ def _read_config_file(path: str, parser: HfArgumentParser) -> dict[str, Any]:
         raise ArgumentsError(f"{path} is not valid: {' '.join(str(err).split())}") from err
     if not isinstance(config, dict):
         raise ArgumentsError(f"{path} must hold a mapping of setting names to values")
-    actions = {
-        a.dest: a
-        for a in parser._actions
-        if a.default is not argparse.SUPPRESS and f"--{a.dest}" in a.option_strings
-    }
-    unknown = [str(key) for key in config if key not in actions]
+    settings = _setting_types(parser)
+    unknown = [str(key) for key in config if key not in settings]
     if unknown:
         named = []
         for key in unknown:
-            close = difflib.get_close_matches(key, list(actions), n=1, cutoff=0.8)
+            close = difflib.get_close_matches(key, list(settings), n=1, cutoff=0.8)
             named.append(f"{key} (did you mean {close[0]}?)" if close else key)
         raise ArgumentsError(
             f"unknown setting(s) in {path}: {', '.join(named)}; valid names are the flags of "
             "`python run_finetune.py --help`, without the dashes"
         )
     for key, value in config.items():
-        action = actions[key]
-        if isinstance(value, bool) and (action.type is str or action.choices is not None):
+        if isinstance(value, bool) and _takes_words(settings[key]):
             raise ArgumentsError(
                 f"{key} in {path} is {_format(value)}, but {key} takes a word: YAML reads an "
                 f'unquoted no/yes/off/on as false/true; quote it, e.g. {key}: "no"'

@@ -169,6 +169,20 @@ def bad_pair_stop(
     )
 
 
+def evaluate_splits(trainer, datasets) -> dict[str, dict[str, float]]:
+    """Evaluate the trained model on the validation and test splits there are; save each's
+    metrics (``validation_results.json``, ``test_results.json``) and return them by split."""
+    # Splits by name: with persistent workers the Trainer keeps one loader per name, where a
+    # Dataset passed in would get the loader cached for the validation split.
+    trainer.eval_dataset = {s: datasets[s] for s in ("validation", "test") if s in datasets}
+    metrics = {}
+    for split in trainer.eval_dataset:
+        result = trainer.evaluate(split, metric_key_prefix=split)
+        trainer.save_metrics(split, result)
+        metrics[split] = {k.removeprefix(f"{split}_"): v for k, v in result.items()}
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Run a whole fine-tune: parse, check data, build, train, evaluate, save, card, push.
 
@@ -249,13 +263,7 @@ def _run(data_args, model_args, training_args, resume_from) -> dict[str, dict[st
     trainer.save_state()
     trainer.save_metrics("train", train_result.metrics)
 
-    metrics = {}
-    for split in ("validation", "test"):
-        if split in datasets:
-            result = trainer.evaluate(datasets[split], metric_key_prefix=split)
-            trainer.save_metrics(split, result)
-            metrics[split] = {k.removeprefix(f"{split}_"): v for k, v in result.items()}
-    card.metrics = metrics
+    card.metrics = metrics = evaluate_splits(trainer, datasets)
     if trainer.is_world_process_zero():
         card.write(training_args.output_dir)
         print(format_metrics_table(metrics))

@@ -22,9 +22,6 @@ serve; a later change that must add one adds it here:
   a crash mid-save never leaves half a model in the run folder.
 - ``_get_num_items_in_batch``: returns ``None`` so the Trainer does not rescale SegFormer's mean
   loss by the number of processes under DDP.
-- ``get_eval_dataloader`` calls ``_get_dataloader`` and ``_get_eval_sampler``: with persistent
-  workers the Trainer caches one evaluation loader and would score the test split on the
-  validation photos; another split gets a loader of its own, not cached.
 - ``create_optimizer`` imports ``transformers.trainer_optimizer.has_mixed_dtensor`` and
   ``is_optimizer_factory`` (module-level helpers, not exported) to fall back to the Trainer's
   groups for optimizers that build their own.
@@ -166,25 +163,6 @@ class NailTrainer(Trainer):
             ),
         )
         return self.optimizer
-
-    def get_eval_dataloader(self, eval_dataset=None):
-        # With persistent workers the Trainer keeps one evaluation loader under the key "eval"
-        # and hands it back for any later Dataset, so the test split would be scored on the
-        # validation photos. Only the validation set is evaluated again and again; any other
-        # split gets a loader of its own, not kept.
-        if (
-            eval_dataset is None
-            or isinstance(eval_dataset, str)
-            or eval_dataset is self.eval_dataset
-        ):
-            return super().get_eval_dataloader(eval_dataset)
-        return self._get_dataloader(
-            dataset=eval_dataset,
-            description="Evaluation",
-            batch_size=self.args.eval_batch_size,
-            sampler_fn=self._get_eval_sampler,
-            dataloader_key=None,
-        )
 
     def _get_num_items_in_batch(self, batch_samples, device):
         # Counting label pixels only serves token-averaged LM losses; for us it would make the
