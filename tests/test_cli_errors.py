@@ -77,6 +77,10 @@ TRAIN_CASES = {
     "unquoted YAML no": ([CONFIG, *BASE], ("eval_strategy", '"no"')),
     # Bad values.
     "bad loss name": ([*BASE, "--loss", "hinge"], ("--loss", "lovasz_ce")),
+    "token averaging": (
+        [*BASE, "--average_tokens_across_devices", "true"],
+        ("--average_tokens_across_devices", "number of processes"),
+    ),
     "bad eval strategy": ([*BASE, "--eval_strategy", "sometimes"], ("--eval_strategy", "epoch")),
     "bad scheduler": ([*BASE, "--lr_scheduler_type", "bogus"], ("--lr_scheduler_type",)),
     "not a number": ([*BASE, "--learning_rate", "abc"], ("--learning_rate",)),

@@ -3,9 +3,7 @@
 What must not depend on the number of processes:
 
 - the training loss at equal global batch size. transformers 5 multiplies a custom loss by the
-  number of processes when it counts label "tokens"; ``NailTrainer._get_num_items_in_batch`` and
-  ``average_tokens_across_devices=False`` each prevent it (the torchrun run sets the flag to
-  true, so that the first is tested alone; the accelerate run, slow-marked, keeps the default);
+  number of processes when it averages label "tokens"; ``NailTrainer`` turns that off;
 - the evaluation metrics of one model. On 2 processes the distributed sampler pads the last batch
   with repeated photos, which ``gather_for_metrics`` must drop before they reach the confusion
   matrix;
@@ -57,9 +55,6 @@ OTHER_RANK_ALLOWED = re.compile(r"^checkpoint-\d+(/rng_state_[1-9]\d*\.pth)?$")
 LOSS_TOLERANCE = 0.1
 # accelerate adds ~40 s and tests the same Trainer path, so it runs with -m slow only.
 LAUNCHERS = (pytest.param("accelerate", marks=pytest.mark.slow), "torchrun")
-# The torchrun run turns token averaging on, so that only NailTrainer's own guard stands between
-# the loss and the factor of 2; the accelerate run keeps the package default (off).
-EXTRA_FLAGS = {"torchrun": ("--average_tokens_across_devices", "true"), "accelerate": ()}
 
 
 def _free_port() -> int:
@@ -136,7 +131,6 @@ def launched_run(request, synthetic_root, tmp_path_factory):
         # Queue a checkpoint push behind a running one instead of skipping it (see test_push.py).
         "--hub_always_push",
         "true",
-        *EXTRA_FLAGS[launcher],
         # Rank 1 logs at info too, to say whether it built the resize cache or read it; the
         # cache has a folder of its own, so that no earlier run has built it.
         "--log_level_replica",

@@ -585,3 +585,17 @@ def test_each_split_is_evaluated_on_its_own_photos_with_persistent_workers(tmp_p
     metrics = evaluate_splits(trainer, datasets)
     assert seen == [3, 5] and set(metrics) == {"validation", "test"}
     assert (tmp_path / "test_results.json").is_file()
+
+
+def test_the_trainer_never_averages_tokens_whatever_its_arguments(tmp_path):
+    # TrainingArguments turns token averaging on by default; under DDP it would multiply our
+    # per-batch mean loss by the number of processes.
+    from transformers import TrainingArguments
+
+    from nail_segformer.train.trainer import NailTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert args.average_tokens_across_devices is True
+    trainer = NailTrainer(model=build_model("tiny", seed=0), args=args)
+    assert trainer.args.average_tokens_across_devices is False
+    assert args.average_tokens_across_devices is True  # the caller's arguments are untouched

@@ -302,7 +302,7 @@ class NailTrainingArguments(TrainingArguments):
     )
     average_tokens_across_devices: bool = field(
         default=False,
-        metadata={"help": "Keep False: token averaging would rescale a segmentation loss."},
+        metadata={"help": "Must stay False: token averaging would rescale a segmentation loss."},
     )
     ddp_find_unused_parameters: bool | None = field(
         default=False,
@@ -368,6 +368,14 @@ class NailTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"--no_weight_decay_for must be one of {NO_DECAY_RULES}, got "
                 f"{self.no_weight_decay_for!r}"
+            )
+        if self.average_tokens_across_devices:
+            # The Trainer would count label pixels as tokens and multiply our per-batch mean
+            # loss by the number of processes.
+            raise ValueError(
+                "--average_tokens_across_devices true would multiply the segmentation loss by "
+                "the number of processes; it only serves token-averaged language-model losses, "
+                "keep it false"
             )
         if getattr(self.hub_strategy, "value", self.hub_strategy) in _UNPUBLISHABLE_HUB_STRATEGIES:
             raise ValueError(

@@ -2,13 +2,14 @@
 
 transformers 5.x saves SegFormer checkpoints under legacy key names but reloads them, on
 ``resume_from_checkpoint`` and ``load_best_model_at_end``, with a non-strict ``load_state_dict``
-that silently restores only a handful of tensors (upstream issue #43701). It also multiplies a
-custom loss by the number of processes under DDP when it counts label tokens, pickles its
+that silently restores only a handful of tensors (upstream issue #43701). With
+``average_tokens_across_devices`` (its default) it multiplies a custom loss by the number of
+processes under DDP, counting label pixels as tokens; it pickles its
 arguments, Hub token included, into every checkpoint, and pushes everything at the top of the
 output folder, local paths and the user's file names included. :class:`NailTrainer` reloads
 checkpoints through ``from_pretrained`` (which converts the names) and refuses any missing,
-unexpected or mismatched tensor, never counts label "tokens", hands the Trainer a copy of its
-arguments without the Hub token and with the Trainer's own pushing off (``--push_to_hub`` is
+unexpected or mismatched tensor, hands the Trainer a copy of its arguments without token
+averaging, without the Hub token and with the Trainer's own pushing off (``--push_to_hub`` is
 :class:`~nail_segformer.train.push.HubPush`, a public callback), and builds SegFormer's
 fine-tuning parameter groups (decode head at a multiple of the learning rate, no weight decay on
 normalisation layers) through the Trainer's own optimizer creation.
@@ -20,8 +21,6 @@ serve; a later change that must add one adds it here:
   ``from_pretrained`` (transformers issue #43701, above); DeepSpeed and FSDP keep the Trainer's.
 - ``_save``: the final model is written beside the old one and moved in with atomic renames, so
   a crash mid-save never leaves half a model in the run folder.
-- ``_get_num_items_in_batch``: returns ``None`` so the Trainer does not rescale SegFormer's mean
-  loss by the number of processes under DDP.
 - ``create_optimizer`` imports ``transformers.trainer_optimizer.has_mixed_dtensor`` and
   ``is_optimizer_factory`` (module-level helpers, not exported) to fall back to the Trainer's
   groups for optimizers that build their own.
@@ -107,14 +106,19 @@ class NailTrainer(Trainer):
     ):
         self.optimizer_recipe = optimizer_recipe or OptimizerRecipe()
         self.hub_push: HubPush | None = None
-        if args is not None and (args.push_to_hub or args.hub_token):
+        if args is not None and (
+            args.push_to_hub or args.hub_token or args.average_tokens_across_devices
+        ):
             if args.push_to_hub:
                 self.hub_push = HubPush.from_training_args(args)
             # The Trainer pickles its arguments into training_args.bin of every checkpoint, and
             # its own push would publish the whole output folder through private methods.
+            # Token averaging (TrainingArguments' default is on) would count label pixels as
+            # tokens and multiply our per-batch mean loss by the number of processes.
             args = copy.copy(args)
             args.push_to_hub = False
             args.hub_token = None
+            args.average_tokens_across_devices = False
         super().__init__(model=model, args=args, **kwargs)
         if self.hub_push is not None:
             self.add_callback(self.hub_push)
@@ -163,11 +167,6 @@ class NailTrainer(Trainer):
             ),
         )
         return self.optimizer
-
-    def _get_num_items_in_batch(self, batch_samples, device):
-        # Counting label pixels only serves token-averaged LM losses; for us it would make the
-        # Trainer rescale the loss by the number of processes.
-        return None
 
     def _uses_plain_weights(self) -> bool:
         return not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
