@@ -23,7 +23,6 @@ from nail_segformer.labels import IGNORE_INDEX
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CLASS_WEIGHT_METHODS",
     "LOSS_NAMES",
     "SegmentationLoss",
     "compute_class_weights",
@@ -35,7 +34,6 @@ __all__ = [
 ]
 
 LOSS_NAMES = ("ce", "dice_ce", "focal", "lovasz", "lovasz_ce")
-CLASS_WEIGHT_METHODS = ("median_frequency", "inverse_frequency", "inverse_sqrt")
 
 
 def _check_shapes(logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -222,16 +220,11 @@ def lovasz_softmax_loss(
     return (errors_sorted * gradient).sum(dim=1).mean()
 
 
-def compute_class_weights(
-    pixel_counts: Sequence[int], method: str = "median_frequency"
-) -> list[float]:
+def compute_class_weights(pixel_counts: Sequence[int]) -> list[float]:
     """Per-class loss weights from training-label pixel counts (index = class id).
 
-    With f_c the share of class c among counted pixels and K the number of counted classes:
-
-    - ``median_frequency`` (Eigen & Fergus 2015): ``median(f) / f_c``; the median class gets 1.
-    - ``inverse_frequency``: ``1 / (K * f_c)``; each class then carries the same total weight.
-    - ``inverse_sqrt``: ``sqrt(1 / (K * f_c))``; a milder rebalancing.
+    Median frequency balancing (Eigen & Fergus 2015): with f_c the share of class c among
+    counted pixels, class c weighs ``median(f) / f_c``, so the median class gets 1.
 
     A class with zero pixels has no defined frequency; it gets the largest weight of the other
     classes (it is at least that rare) and a warning is logged. Its weight only matters if the
@@ -239,18 +232,13 @@ def compute_class_weights(
 
     Args:
         pixel_counts: Non-negative pixel count of every class, e.g. [background, nail].
-        method: One of ``CLASS_WEIGHT_METHODS``.
 
     Returns:
         One positive float per class.
 
     Raises:
-        ValueError: On an unknown method, negative counts, or no counted pixel at all.
+        ValueError: On negative counts, or no counted pixel at all.
     """
-    if method not in CLASS_WEIGHT_METHODS:
-        raise ValueError(
-            f"unknown class weight method {method!r}; valid: {', '.join(CLASS_WEIGHT_METHODS)}"
-        )
     counts = torch.as_tensor(list(pixel_counts), dtype=torch.float64)
     if counts.ndim != 1 or len(counts) == 0 or (counts < 0).any() or counts.sum() == 0:
         raise ValueError(
@@ -259,13 +247,8 @@ def compute_class_weights(
         )
     seen = counts > 0
     frequencies = counts[seen] / counts[seen].sum()
-    if method == "median_frequency":
-        # The mean of the two middle values for an even count, as in the paper's median.
-        weights = frequencies.quantile(0.5) / frequencies
-    elif method == "inverse_frequency":
-        weights = 1 / (len(frequencies) * frequencies)
-    else:
-        weights = (1 / (len(frequencies) * frequencies)).sqrt()
+    # The mean of the two middle values for an even count, as in the paper's median.
+    weights = frequencies.quantile(0.5) / frequencies
     result = torch.full_like(counts, float(weights.max()))
     result[seen] = weights
     if not seen.all():

@@ -248,33 +248,21 @@ def test_ce_adapter_matches_segformer_built_in_loss():
     assert ours.item() == pytest.approx(outputs.loss.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("method", "expected"),
-    [
-        ("median_frequency", [0.5 / 0.8, 0.5 / 0.2]),
-        ("inverse_frequency", [1 / (2 * 0.8), 1 / (2 * 0.2)]),
-        ("inverse_sqrt", [(1 / (2 * 0.8)) ** 0.5, (1 / (2 * 0.2)) ** 0.5]),
-    ],
-)
-def test_class_weights_from_pixel_counts(method, expected):
-    assert compute_class_weights([800, 200], method) == pytest.approx(expected)
+def test_class_weights_from_pixel_counts():
+    # Median frequency: shares 0.8 and 0.2, median 0.5.
+    assert compute_class_weights([800, 200]) == pytest.approx([0.5 / 0.8, 0.5 / 0.2])
 
 
 def test_class_weights_give_empty_class_the_largest_weight(caplog):
     with caplog.at_level(logging.WARNING, logger="nail_segformer.losses"):
-        weights = compute_class_weights([900, 100, 0], "inverse_frequency")
-    assert weights[2] == weights[1] == pytest.approx(1 / (2 * 0.1))
+        weights = compute_class_weights([900, 100, 0])
+    assert weights[2] == weights[1] == pytest.approx(0.5 / 0.1)
     assert "[2]" in caplog.text
 
 
 @pytest.mark.parametrize(
-    ("counts", "method", "message"),
-    [
-        ([0, 0], "median_frequency", "at least one pixel"),
-        ([5, -1], "median_frequency", "non-negative"),
-        ([5, 1], "balanced", "valid: median_frequency"),
-    ],
+    ("counts", "message"), [([0, 0], "at least one pixel"), ([5, -1], "non-negative")]
 )
-def test_bad_class_weight_inputs_are_rejected(counts, method, message):
+def test_bad_class_weight_inputs_are_rejected(counts, message):
     with pytest.raises(ValueError, match=message):
-        compute_class_weights(counts, method)
+        compute_class_weights(counts)

@@ -110,15 +110,6 @@ def test_count_nails_equals_generator_count(category, index):
     assert count_nails(np.asarray(sample.mask)) == sample.n_nails
 
 
-def test_count_nails_uses_8_connectivity_and_min_area():
-    mask = np.zeros((20, 20), np.uint8)
-    mask[1, 1] = mask[2, 2] = 1  # diagonal neighbours: one component of 2 px
-    mask[10:13, 10:13] = 1  # 9 px
-    assert count_nails(mask, min_area=1) == 2
-    assert count_nails(mask, min_area=3) == 1
-    assert count_nails(mask, min_area=10) == 0
-
-
 @pytest.mark.parametrize(("height", "width", "expected"), [(3000, 4000, 1200), (64, 64, 1)])
 def test_default_min_nail_area_is_a_ten_thousandth_of_the_photo(height, width, expected):
     assert default_min_nail_area(height, width) == expected

@@ -67,7 +67,7 @@ def _check_processor_folder(model: str) -> None:
         raise ModelLoadError(
             f"model folder {model} has no preprocessor_config.json, so the photo size and "
             "normalisation the model was trained with are unknown. Pass the training run's "
-            "output folder (train.py saves preprocessor_config.json beside model.safetensors), "
+            "output folder (run_finetune.py saves preprocessor_config.json beside its model), "
             "or copy preprocessor_config.json from it into this folder."
         )
 

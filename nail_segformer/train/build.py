@@ -17,7 +17,6 @@ from nail_segformer.data import DataError, load_splits, parse_nail_values, write
 from nail_segformer.data.bad_pairs import add_problems, merge_skipped
 from nail_segformer.data.splits import relative_to_root
 from nail_segformer.labels import ID2LABEL
-from nail_segformer.losses import CLASS_WEIGHT_METHODS
 from nail_segformer.train.args import DataArguments, ModelArguments
 from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, TRAINING_FAILURES_NAME
 
@@ -167,7 +166,7 @@ def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list
             continue  # training reports (or skips) it, by --on_bad_pair
         # minlength 256: ignored pixels (255) are counted apart, then left out.
         counts += np.bincount(labels.ravel(), minlength=256)[: len(ID2LABEL)]
-    return compute_class_weights(counts.tolist(), method=CLASS_WEIGHT_METHODS[0])
+    return compute_class_weights(counts.tolist())
 
 
 def _undecoded():
