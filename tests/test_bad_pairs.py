@@ -10,7 +10,7 @@ from support.runs import tiny_run_argv
 
 from nail_segformer import data
 from nail_segformer.data import DataError, PairReadError
-from nail_segformer.data.bad_pairs import SkipBadPairs, merge_skipped, new_failures
+from nail_segformer.data.bad_pairs import SkipBadPairs, merge_skipped
 
 
 class _Split:
@@ -34,7 +34,7 @@ class _Split:
 
 def test_skip_serves_the_next_pair_and_records_the_bad_one(tmp_path):
     log = tmp_path / "_failures.jsonl"
-    split = SkipBadPairs(_Split(bad={2}), log, skip=True)
+    split = SkipBadPairs(_Split(bad={2}), log)
     assert split[2] == {"index": 3}
     assert split.__getitems__([1, 2, 4]) == [{"index": 1}, {"index": 3}, {"index": 4}]
     assert split[4] == {"index": 4}
@@ -47,14 +47,8 @@ def test_skip_serves_the_next_pair_and_records_the_bad_one(tmp_path):
     assert "/data/" not in entry["message"]
 
 
-def test_without_skip_the_error_names_the_file_and_is_logged_for_the_pipeline(tmp_path):
-    log = tmp_path / "_failures.jsonl"
-    split = SkipBadPairs(_Split(bad={3}), log, skip=False)
-    with pytest.raises(PairReadError, match="p3.jpg"):
-        split.__getitems__([0, 3])
-    [record] = new_failures(log, 0)
-    assert record["image"] == "/data/Images/1/p3.jpg" and record["skipped"] is False
-    assert merge_skipped(log, tmp_path / "bad_pairs.json", "/data") == 0
+def test_nothing_skipped_leaves_no_report(tmp_path):
+    assert merge_skipped(tmp_path / "_failures.jsonl", tmp_path / "bad_pairs.json", "/data") == 0
     assert not (tmp_path / "bad_pairs.json").exists()
 
 
@@ -66,7 +60,7 @@ def test_pair_errors_survive_a_worker_process_boundary():
 
 
 def test_a_vanished_data_folder_stops_even_with_skip(tmp_path):
-    split = SkipBadPairs(_Split(bad=set(range(5))), tmp_path / "log.jsonl", skip=True)
+    split = SkipBadPairs(_Split(bad=set(range(5))), tmp_path / "log.jsonl")
     with pytest.raises(DataError, match="in a row could not be read"):
         split[0]
 
@@ -148,3 +142,20 @@ def test_with_the_cache_unreadable_pairs_stop_the_run_before_training(synthetic_
     main(tiny_run_argv(root, tmp_path / "skip", "--on_bad_pair", "skip"))
     report = json.loads((tmp_path / "skip" / "bad_pairs.json").read_text())
     assert [e["kind"] for e in report] == ["undecodable file"]
+
+
+def test_a_stop_from_a_worker_names_the_file_without_the_traceback(tmp_path):
+    from nail_segformer.train.pipeline import bad_pair_stop
+
+    # What torch re-raises in the main process for a data-loader worker's error.
+    err = PairReadError(
+        "Caught PairReadError in DataLoader worker process 0.\n"
+        "Original Traceback (most recent call last):\n"
+        '  File "worker.py", line 1, in _worker_loop\n'
+        "nail_segformer.data.files.PairReadError: cannot decode photo /d/Images/1/p3.jpg: truncated"
+    )
+    message = str(bad_pair_stop(err, str(tmp_path), step=7))
+    assert message.startswith(
+        "training stopped at step 7 on an unreadable pair: cannot decode photo /d/Images/1/p3.jpg"
+    )
+    assert "Traceback" not in message and "--overwrite_output_dir" in message

@@ -1,12 +1,12 @@
-"""Photo/mask pairs that fail while training runs: skip them, or stop with their name.
+"""Photo/mask pairs that fail while training runs: skipped and listed, or the run stops.
 
-Discovery reads headers only, so a photo whose pixel data is cut short, or a mask whose values
-are refused, is found only when a data-loader worker reads it, possibly hours into a run.
-:class:`SkipBadPairs` wraps the training split: on such a pair it appends one JSON line naming
-the files to a log in the output folder (workers are separate processes, so they share a file
-opened for appending rather than memory), then either serves the next pair in its place
-(``skip``) or re-raises (stop). :func:`merge_skipped` folds the skipped ones into
-``bad_pairs.json``; :func:`new_failures` gives the pipeline the pair that stopped a run.
+Discovery reads headers only, and the resize cache decodes every training pair before step 1,
+so a pair fails mid-run only with ``--resize_cache false`` or when a file changes during the
+run. Without ``--on_bad_pair skip`` the error itself stops the run, and the pipeline names the
+file and how to resume. With it, :class:`SkipBadPairs` wraps the training split: it appends one
+JSON line naming the pair to a log in the output folder (data-loader workers are separate
+processes, so they share a file opened for appending rather than memory) and serves the next
+pair; :func:`merge_skipped` folds the log into ``bad_pairs.json``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,7 @@ from nail_segformer.data.discovery import DataError
 from nail_segformer.data.files import PairReadError
 from nail_segformer.data.splits import relative_to_root
 
-__all__ = [
-    "SkipBadPairs",
-    "add_problems",
-    "merge_skipped",
-    "new_failures",
-    "failure_log_size",
-]
+__all__ = ["SkipBadPairs", "add_problems", "merge_skipped"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +31,19 @@ _MAX_MESSAGE_CHARS = 1500
 
 
 class SkipBadPairs:
-    """Map-style dataset over a training split that records, and maybe skips, unreadable pairs.
+    """Map-style dataset over a training split that serves the next pair for an unreadable one.
 
     Args:
         dataset: the split with its transform attached (items are dicts of arrays).
-        log_path: the JSON-lines file records are appended to.
-        skip: serve the next readable pair instead of a failing one (``--on_bad_pair skip``);
-            False re-raises after recording.
+        log_path: the JSON-lines file each skipped pair is appended to.
 
     Raises (from item access):
-        PairReadError: a pair cannot be read and ``skip`` is False.
-        DataError: ``skip`` is True but many pairs in a row cannot be read.
+        DataError: many pairs in a row cannot be read (the data folder is gone).
     """
 
-    def __init__(self, dataset, log_path: str | os.PathLike, skip: bool):
+    def __init__(self, dataset, log_path: str | os.PathLike):
         self.dataset = dataset
         self.log_path = str(log_path)
-        self.skip = skip
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -63,9 +53,10 @@ class SkipBadPairs:
             try:
                 return self.dataset[(index + attempt) % len(self)]
             except PairReadError as err:
-                self._record(err)
-                if not self.skip:
-                    raise
+                logger.warning("skipping an unreadable pair (--on_bad_pair skip): %s", err)
+                record = {"image": err.image, "message": str(err)[:_MAX_MESSAGE_CHARS]}
+                with open(self.log_path, "a", encoding="utf-8") as log:
+                    log.write(json.dumps(record) + "\n")
                 last = err
         raise DataError(
             f"{min(_MAX_CONSECUTIVE_FAILURES, len(self))} pairs in a row could not be read (the "
@@ -79,47 +70,6 @@ class SkipBadPairs:
             return self.dataset.__getitems__(list(indices))
         except PairReadError:
             return [self[index] for index in indices]
-
-    def _record(self, err: PairReadError) -> None:
-        record = {
-            "image": err.image,
-            "mask": err.mask,
-            "message": str(err)[:_MAX_MESSAGE_CHARS],
-            "skipped": self.skip,
-        }
-        if self.skip:
-            logger.warning("skipping an unreadable pair (--on_bad_pair skip): %s", err)
-        with open(self.log_path, "a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
-
-
-def failure_log_size(log_path: str | os.PathLike) -> int:
-    """Bytes in the failure log now; :func:`new_failures` reads what is appended after."""
-    try:
-        return os.path.getsize(log_path)
-    except OSError:
-        return 0
-
-
-def _read_log(log_path: str | os.PathLike, offset: int = 0) -> list[dict]:
-    try:
-        with open(log_path, encoding="utf-8") as log:
-            log.seek(offset)
-            lines = log.read().splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash mid-write names nothing reliably
-    return records
-
-
-def new_failures(log_path: str | os.PathLike, offset: int) -> list[dict]:
-    """Records appended to the failure log after ``offset`` bytes (see :func:`failure_log_size`)."""
-    return _read_log(log_path, offset)
 
 
 def add_problems(report_path: str | os.PathLike, problems: list[dict]) -> None:
@@ -153,8 +103,16 @@ def merge_skipped(
     """
     root = Path(data_root).resolve()
     skipped = {}
-    for record in _read_log(log_path):
-        if record.get("skipped") and record.get("image"):
+    try:
+        lines = Path(log_path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash mid-write names nothing reliably
+        if record.get("image"):
             skipped.setdefault(record["image"], record)
     if skipped:
         add_problems(

@@ -231,8 +231,8 @@ def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, traini
 class _BadPairsReport(TrainerCallback):
     """Folds the pairs skipped by data-loader workers into ``bad_pairs.json`` and logs the count."""
 
-    def __init__(self, output_dir: str, data_root: str):
-        self.log_path = Path(output_dir) / TRAINING_FAILURES_NAME
+    def __init__(self, log_path: Path, output_dir: str, data_root: str):
+        self.log_path = log_path
         self.report_path = Path(output_dir) / BAD_PAIRS_NAME
         self.data_root = data_root
         self.reported = 0
@@ -324,11 +324,11 @@ def build_trainer(model, processor, dataset_dict, data_args, model_args, trainin
         dataset_dict, processor, augment, False, working_size=size, nail_values=nail_values
     )
     loss = build_loss(model_args, dataset_dict["train"], nail_values)
-    train_dataset = SkipBadPairs(
-        datasets["train"],
-        Path(training_args.output_dir) / TRAINING_FAILURES_NAME,
-        skip=data_args.on_bad_pair == "skip",
-    )
+    train_dataset, callbacks = datasets["train"], []
+    if data_args.on_bad_pair == "skip":  # else the error stops the run, naming the file
+        log = Path(training_args.output_dir) / TRAINING_FAILURES_NAME
+        train_dataset = SkipBadPairs(train_dataset, log)
+        callbacks.append(_BadPairsReport(log, training_args.output_dir, data_args.data_root))
     return NailTrainer(
         model=model,
         args=training_args,
@@ -338,6 +338,6 @@ def build_trainer(model, processor, dataset_dict, data_args, model_args, trainin
         data_collator=default_data_collator,
         compute_loss_func=loss.as_trainer_loss(),
         compute_metrics=StreamingSegmentationMetrics(ID2LABEL),
-        callbacks=[_BadPairsReport(training_args.output_dir, data_args.data_root)],
+        callbacks=callbacks,
         optimizer_recipe=optimizer_recipe(model_args, training_args),
     ), datasets

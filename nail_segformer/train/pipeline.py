@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +18,6 @@ from transformers import TrainingArguments
 from transformers.training_args import ParallelMode
 
 from nail_segformer.data import DataError, PairReadError
-from nail_segformer.data.bad_pairs import failure_log_size, new_failures
 from nail_segformer.data.files import is_disk_full
 from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.runtime import configure_cli_process
@@ -31,7 +31,7 @@ from nail_segformer.train.build import (
 )
 from nail_segformer.train.parsing import ArgumentsError, resolve_args
 from nail_segformer.train.progress import ProgressLogCallback
-from nail_segformer.train.run_dir import RUN_ARGS_NAME, TRAINING_FAILURES_NAME
+from nail_segformer.train.run_dir import RUN_ARGS_NAME
 from nail_segformer.train.stopping import StopOnSignal
 
 __all__ = [
@@ -134,16 +134,12 @@ def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def bad_pair_stop(
-    err: PairReadError, failures: list[dict], output_dir: str, step: int
-) -> DataError:
+def bad_pair_stop(err: PairReadError, output_dir: str, step: int) -> DataError:
     """The error that ends a run stopped by an unreadable pair: the file and how to go on.
 
     Args:
-        err: what the data loader raised (from a worker, its message holds a traceback).
-        failures: the records the training split's loader logged for this run (see
-            :func:`nail_segformer.data.bad_pairs.new_failures`); empty when a validation pair
-            failed.
+        err: what the data loader raised (from a worker, its message holds a traceback, whose
+            last line is the original error).
         output_dir: the run's folder, for the checkpoint a rerun resumes from.
         step: the optimizer step training stopped at.
     """
@@ -157,15 +153,11 @@ def bad_pair_stop(
             "no checkpoint was saved yet: replace the file with a readable copy, then run again "
             "with --overwrite_output_dir"
         )
-    if failures:
-        return DataError(
-            f"training stopped at step {step} on an unreadable pair: {failures[-1]['message']}. "
-            f"To go on, {resume}; or add --on_bad_pair skip to train without such pairs (they "
-            "are then listed in bad_pairs.json)."
-        )
+    reason = re.sub(r"^[\w.]*Error: ", "", str(err).strip().splitlines()[-1])
     return DataError(
-        f"training stopped at step {step}: a pair cannot be read ({str(err).strip().splitlines()[-1]}). "
-        f"To go on, {resume}."
+        f"training stopped at step {step} on an unreadable pair: {reason}. To go on, {resume}; "
+        "or add --on_bad_pair skip to train without such pairs (they are then listed in "
+        "bad_pairs.json)."
     )
 
 
@@ -226,8 +218,6 @@ def _run(data_args, model_args, training_args, resume_from) -> dict[str, dict[st
     trainer.add_callback(ProgressLogCallback())
     stopper = StopOnSignal()
     trainer.add_callback(stopper)
-    failure_log = Path(training_args.output_dir) / TRAINING_FAILURES_NAME
-    failures_before = failure_log_size(failure_log)
     try:
         train_result = trainer.train(resume_from_checkpoint=resume_from)
         # Once more after the last step, for a signal that came later: every process must
@@ -242,10 +232,7 @@ def _run(data_args, model_args, training_args, resume_from) -> dict[str, dict[st
             raise
         raise run_dir.disk_full_stop(training_args.output_dir, trainer.state.global_step) from err
     except PairReadError as err:
-        failures = [f for f in new_failures(failure_log, failures_before) if not f["skipped"]]
-        raise bad_pair_stop(
-            err, failures, training_args.output_dir, trainer.state.global_step
-        ) from err
+        raise bad_pair_stop(err, training_args.output_dir, trainer.state.global_step) from err
     finally:
         stopper.restore()
     if stop_signal is not None:
