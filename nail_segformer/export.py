@@ -1,8 +1,20 @@
-"""Export a trained model to ONNX and check the export against PyTorch.
+"""Export a trained model to ONNX, fp32 and int8, in the layout the Hub's ONNX runtimes read.
 
 Command line::
 
-    python -m nail_segformer.export --model outputs/nail-segformer --output model.onnx
+    python -m nail_segformer.export --model outputs/nails                # outputs/nails/onnx/
+    python -m nail_segformer.export --model you/nails --output nails-onnx  # another folder
+    python -m nail_segformer.export --model outputs/nails --output model.onnx  # one fp32 file
+
+A folder export writes ``onnx/model.onnx`` (fp32) and ``onnx/model_quantized.onnx`` (int8) with
+``config.json`` and ``preprocessor_config.json`` beside ``onnx/``: the layout transformers.js
+(``dtype: "fp32"`` and ``"q8"``) and onnxruntime users load. A re-export replaces ``onnx/``
+whole: it is written beside and renamed into place.
+
+The int8 file is onnxruntime's static QDQ quantization, per channel, of convolutions and
+matrix products, calibrated on photos run through the run's image processor (``--images``, or
+the package's synthetic hand photos): measured on MiT-b0, dynamic quantization made the file
+as small but the forward pass slower than fp32, static QDQ faster (``benchmarks/RESULTS.md``).
 
 The graph takes ``pixel_values`` (N, 3, H, W float32, normalised by the run's image processor)
 and returns ``logits`` (N, C, ceil(H/4), ceil(W/4)); batch size, height and width are dynamic.
@@ -31,12 +43,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_OPSET", "export_onnx", "compare_with_torch", "check_export", "main"]
+from nail_segformer.predict.infer import ONNX_FILES
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "ONNX_FILES",
+    "export_onnx",
+    "export_folder",
+    "quantize_int8",
+    "compare_with_torch",
+    "check_export",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-3
+# Calibration photos for the int8 activations' ranges.
+CALIBRATION_PHOTOS = 16
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -103,6 +128,151 @@ def export_onnx(
     return output
 
 
+def calibration_inputs(processor, images: list | None = None, seed: int = 0) -> list[np.ndarray]:
+    """``pixel_values`` (1, 3, H, W) of each photo as the run's processor prepares it.
+
+    Args:
+        processor: the run's image processor.
+        images: RGB PIL photos; None renders :data:`CALIBRATION_PHOTOS` synthetic hand photos.
+        seed: seed of the synthetic photos.
+    """
+    if images is None:
+        from nail_segformer.synthetic import CATEGORIES, render_sample
+
+        images = [
+            render_sample(seed, i, CATEGORIES[i % len(CATEGORIES)], size=(480, 360)).image
+            for i in range(CALIBRATION_PHOTOS)
+        ]
+    return [processor(images=[im], return_tensors="np")["pixel_values"] for im in images]
+
+
+def quantize_int8(fp32_path: str | os.PathLike, output: str | os.PathLike, inputs: list) -> Path:
+    """Write the int8 (static QDQ, per-channel) version of an fp32 export.
+
+    Args:
+        fp32_path: the fp32 ``.onnx`` file.
+        output: the int8 ``.onnx`` file to write.
+        inputs: calibration ``pixel_values`` arrays (see :func:`calibration_inputs`).
+    """
+    import tempfile
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter({"pixel_values": x.astype(np.float32)} for x in inputs)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    output = Path(output)
+    with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # Shape inference and graph folding first, as onnxruntime's quantizer advises.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(output),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "MatMul"],
+        )
+    return output
+
+
+def _mask_agreement(fp32_path: Path, int8_path: Path, inputs: list) -> float:
+    """Nail IoU of the int8 file's argmax masks against fp32's, at the model's output size."""
+    import onnxruntime as ort
+
+    from nail_segformer.labels import NAIL
+
+    sessions = [
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for path in (fp32_path, int8_path)
+    ]
+    both = either = 0
+    for x in inputs:
+        fp32, int8 = (s.run(["logits"], {"pixel_values": x})[0].argmax(1) == NAIL for s in sessions)
+        both += int((fp32 & int8).sum())
+        either += int((fp32 | int8).sum())
+    return both / either if either else 1.0
+
+
+def export_folder(
+    model: torch.nn.Module,
+    processor,
+    folder: str | os.PathLike,
+    sample_size: tuple[int, int],
+    calibration: list | None = None,
+    opset: int = DEFAULT_OPSET,
+    int8: bool = True,
+) -> dict:
+    """Write ``folder/onnx/`` (fp32, and int8 unless ``int8`` is False), replacing it whole.
+
+    ``config.json`` and ``preprocessor_config.json`` are written beside ``onnx/`` when the
+    folder lacks them (a run's own folder has them).
+
+    Args:
+        model: a ``SegformerForSemanticSegmentation`` (on CPU).
+        processor: its image processor.
+        folder: the model folder.
+        sample_size: ``(height, width)`` traced through the model.
+        calibration: calibration ``pixel_values`` for int8 (see :func:`calibration_inputs`).
+        opset: ONNX opset, at least 17.
+        int8: also write the int8 file.
+
+    Returns:
+        ``{"fp32": path, "int8": path or None, "int8_nail_iou": agreement with fp32 or None}``,
+        with the paths as they are after the swap into ``folder/onnx``.
+    """
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".onnx-new-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the published onnx/
+    target, old = folder / "onnx", None
+    try:
+        fp32 = export_onnx(model, staging / ONNX_FILES["fp32"], sample_size, opset)
+        agreement = None
+        if int8:
+            inputs = calibration if calibration is not None else calibration_inputs(processor)
+            quantized = quantize_int8(fp32, staging / ONNX_FILES["int8"], inputs)
+            agreement = _mask_agreement(fp32, quantized, inputs)
+        if not (folder / "config.json").is_file():
+            model.config.save_pretrained(folder)
+        if not (folder / "preprocessor_config.json").is_file():
+            processor.save_pretrained(folder)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=folder, prefix=".onnx-old-"))
+            target.rename(old / "onnx")
+        staging.rename(target)
+    except BaseException:
+        if old is not None and not target.exists():
+            (old / "onnx").rename(target)  # the previous export stays whole
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return {
+        "fp32": target / ONNX_FILES["fp32"],
+        "int8": target / ONNX_FILES["int8"] if int8 else None,
+        "int8_nail_iou": agreement,
+    }
+
+
 def compare_with_torch(model: torch.nn.Module, session, pixel_values: np.ndarray) -> float:
     """Largest absolute difference between PyTorch's and onnxruntime's logits for one input."""
     model.eval()
@@ -164,12 +334,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="python -m nail_segformer.export",
-        usage="python -m nail_segformer.export --model RUN --output FILE.onnx [--flag value ...]",
-        description="Export a trained model to ONNX (dynamic batch/height/width) and check it "
-        "against PyTorch with onnxruntime.",
+        usage="python -m nail_segformer.export --model RUN [--output FOLDER|FILE.onnx] [--flag value ...]",
+        description="Export a trained model to ONNX (dynamic batch/height/width), fp32 and int8, "
+        "and check it against PyTorch with onnxruntime.",
     )
     parser.add_argument("--model", required=True, help="training output folder, or a Hub id")
-    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="folder to write config, processor and onnx/ to (default: the --model folder); "
+        "a path ending in .onnx writes one fp32 file instead",
+    )
+    parser.add_argument(
+        "--images", default=None, help="folder of photos to calibrate int8 on; default synthetic"
+    )
+    parser.add_argument("--no_int8", action="store_true", help="write the fp32 file only")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
     parser.add_argument("--image", default=None, help="photo for the check; default synthetic")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest logit diff")
@@ -192,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         check_model_reference(args.model, "--model", "pass a training run's output folder")
     except ValueError as err:
         parser.error(str(err))
+    single_file = args.output is not None and args.output.endswith(".onnx")
+    folder = args.output or args.model
+    if args.output is None and not Path(args.model).is_dir():
+        parser.error(f"--model {args.model} is a Hub id: pass --output FOLDER to write the export")
+    if args.images is not None and not Path(args.images).is_dir():
+        parser.error(f"--images {args.images} is not a folder of photos")
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -200,14 +385,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         image = load_image(args.image) if args.image else None  # first: it is quick
+        calibration = _calibration_photos(args.images) if args.images else None
         processor = load_run_processor(args.model, args.revision)
         model = load_run_model(args.model, args.revision).eval()
-        path = export_onnx(model, args.output, processor_size(processor), args.opset)
+        size = processor_size(processor)
+        if single_file:
+            paths = {"fp32": export_onnx(model, args.output, size, args.opset)}
+        else:
+            if calibration is None and not args.no_int8:
+                print("calibrating int8 on the package's synthetic hand photos (--images DIR "
+                      "to use yours)")  # fmt: skip
+            inputs = None if calibration is None else calibration_inputs(processor, calibration)
+            paths = export_folder(
+                model, processor, folder, size, inputs, args.opset, int8=not args.no_int8
+            )
     except (ModelLoadError, HubUnavailableError, ImageReadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    diffs = check_export(model, path, processor, image)
-    print(f"wrote {path} (opset {args.opset}, dynamic batch/height/width)")
+    diffs = check_export(model, paths["fp32"], processor, image)
+    print(f"wrote {paths['fp32']} (fp32, opset {args.opset}, dynamic batch/height/width)")
+    if paths.get("int8") is not None:
+        size_ratio = os.path.getsize(paths["fp32"]) / os.path.getsize(paths["int8"])
+        print(
+            f"wrote {paths['int8']} (int8, {size_ratio:.1f}x smaller; nail-mask IoU against fp32 "
+            f"on the calibration photos: {paths['int8_nail_iou']:.4f})"
+        )
     for name, diff in diffs.items():
         print(f"max |logits difference| onnxruntime vs torch, {name}: {diff:.2e}")
     worst = max(diffs.values())
@@ -218,6 +420,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _calibration_photos(folder: str) -> list:
+    """Up to :data:`CALIBRATION_PHOTOS` photos read from ``folder``; unreadable files are named
+    and passed over."""
+    from nail_segformer.data import ImageReadError, load_image
+
+    photos = []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        try:
+            photos.append(load_image(path))
+        except ImageReadError as err:
+            print(f"calibration: passing over {err}", file=sys.stderr)
+        if len(photos) == CALIBRATION_PHOTOS:
+            break
+    if not photos:
+        raise ValueError(f"--images {folder} holds no readable photo")
+    return photos
 
 
 if __name__ == "__main__":

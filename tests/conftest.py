@@ -34,6 +34,15 @@ def synthetic_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def learned_run_dir(tmp_path_factory):
+    """Output folder of a tiny from-scratch run that learned the learnable set (150 steps)."""
+    from support.learnable import train_learnable, write_learnable_set
+
+    root = tmp_path_factory.mktemp("learnable")
+    return train_learnable(write_learnable_set(root / "data", n=48, seed=0), root / "run")
+
+
+@pytest.fixture(scope="session")
 def tiny_run_dir(synthetic_root, tmp_path_factory):
     """Output folder of a finished 2-epoch run of a tiny from-scratch SegFormer at 64x64."""
     from nail_segformer.train import main

@@ -98,3 +98,72 @@ def test_export_without_processor_is_a_usage_error(tiny_run_dir, tmp_path, capsy
         shutil.copy(tiny_run_dir / name, model_dir)
     assert main(["--model", str(model_dir), "--output", str(tmp_path / "m.onnx")]) == 2
     assert "preprocessor_config.json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the Hub's layout
+
+
+@pytest.fixture(scope="module")
+def folder_export(tiny_run_dir, tmp_path_factory):
+    """``(exit code, stdout, folder)`` of ``export --model FOLDER`` on a copy of the tiny run."""
+    folder = tmp_path_factory.mktemp("layout") / "nails"
+    shutil.copytree(tiny_run_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "stale.onnx").write_text("an earlier export's leftover")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["--model", str(folder)])
+    return code, out.getvalue(), folder
+
+
+def test_folder_export_writes_fp32_and_int8_beside_the_model(folder_export):
+    code, stdout, folder = folder_export
+    assert code == 0, stdout
+    assert sorted(p.name for p in (folder / "onnx").iterdir()) == [
+        "model.onnx",
+        "model_quantized.onnx",
+    ]  # replaced whole: the stale file is gone
+    assert not list(folder.glob(".onnx-*"))  # no staging folder left behind
+    assert (folder / "config.json").is_file() and (folder / "preprocessor_config.json").is_file()
+    assert "synthetic hand photos" in stdout and "nail-mask IoU against fp32" in stdout
+    fp32, int8 = (folder / "onnx" / name for name in ("model.onnx", "model_quantized.onnx"))
+    assert int8.stat().st_size < fp32.stat().st_size
+
+
+def test_export_elsewhere_writes_config_and_processor(tiny_run_dir, tmp_path):
+    out = tmp_path / "nails-onnx"
+    assert main(["--model", str(tiny_run_dir), "--output", str(out), "--no_int8"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "onnx",
+        "preprocessor_config.json",
+    ]
+    assert [p.name for p in (out / "onnx").iterdir()] == ["model.onnx"]
+
+
+def test_a_hub_id_without_output_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--model", "you/nails"])
+    assert stopped.value.code == 2
+    assert "--output FOLDER" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_predict_runs_each_file_of_an_export_folder(folder_export, photos, tmp_path, dtype):
+    _, _, folder = folder_export
+    paths = []
+    for index, photo in enumerate(photos):
+        paths.append(tmp_path / f"photo{index}.png")
+        photo.save(paths[-1])
+    out = tmp_path / "out"
+    argv = ["--model", str(folder), "--onnx", str(folder), "--dtype", dtype, "--no_progress"]
+    assert predict_main([*argv, "--input", *map(str, paths), "--output", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "predictions.jsonl").open()]
+    assert [r["error"] for r in records] == [None] * len(photos)
+
+
+def test_dtype_without_an_export_folder_is_a_usage_error(tiny_run_dir, exported, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        predict_main(["--model", str(tiny_run_dir), "--onnx", str(exported[2]), "--dtype",
+                      "int8", "--input", "x", "--output", "y"])  # fmt: skip
+    assert stopped.value.code == 2 and "--dtype" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from pathlib import Path
 from nail_segformer.data import ImageReadError, load_image, portable_path
 from nail_segformer.data.files import disk_full_message, folder_bytes, is_disk_full
 from nail_segformer.predict.evaluation import Evaluation, MaskLookup, format_report
-from nail_segformer.predict.infer import DEVICE_CHOICES, ModelLoadError
+from nail_segformer.predict.infer import DEVICE_CHOICES, ONNX_FILES, ModelLoadError, onnx_file
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
 from nail_segformer.predict.predictor import (
     MODES,
@@ -52,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model", required=True, help="training output folder, or a Hub id")
     add("--input", required=True, nargs="+", help="photos: files, folders (recursive) or globs")
     add("--output", required=True, help="folder for masks/, overlays/ and predictions.*")
-    add("--onnx", default=None, help="run this ONNX export with onnxruntime instead of torch")
+    add(
+        "--onnx",
+        default=None,
+        help="run an ONNX export with onnxruntime instead of torch: an .onnx file, or the "
+        "folder python -m nail_segformer.export wrote onnx/ into",
+    )
+    add("--dtype", default=None, choices=tuple(ONNX_FILES), help="with --onnx FOLDER; default fp32")
     add("--revision", default=None, help="branch, tag or commit of a Hub model")
     add("--device", default="auto", choices=DEVICE_CHOICES, help="default: cuda if available")
     add("--batch_size", type=int, default=4, help="photos (resize) or windows (slide) per call")
@@ -100,11 +106,13 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         check_model_reference(args.model, "--model", "pass a training run's output folder")
     except ValueError as err:
         parser.error(str(err))
-    if args.onnx is not None and not Path(args.onnx).expanduser().is_file():
-        parser.error(
-            f"--onnx {args.onnx} is not a file: pass the .onnx file that "
-            "python -m nail_segformer.export wrote"
-        )
+    if args.onnx is not None:
+        try:
+            args.onnx = str(onnx_file(args.onnx, args.dtype))
+        except ValueError as err:
+            parser.error(str(err))
+    elif args.dtype is not None:
+        parser.error("--dtype picks the file of an ONNX export: pass --onnx FOLDER too")
 
 
 def _load(args) -> tuple[Predictor, MaskLookup | None]:

@@ -30,6 +30,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +42,8 @@ from nail_segformer.labels import BACKGROUND, NAIL
 
 __all__ = [
     "DEVICE_CHOICES",
+    "ONNX_FILES",
+    "onnx_file",
     "ModelLoadError",
     "load_run_model",
     "load_run_processor",
@@ -56,6 +59,39 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# A model folder's onnx/ files by dtype: the names transformers.js reads for fp32 and q8.
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx"}
+
+
+def onnx_file(path: str | os.PathLike, dtype: str | None = None) -> Path:
+    """The ``.onnx`` file ``--onnx PATH [--dtype D]`` names.
+
+    Args:
+        path: an ``.onnx`` file, or a folder holding ``onnx/`` (a model folder) or the files.
+        dtype: ``fp32`` (default) or ``int8``, for a folder only.
+
+    Raises:
+        ValueError: the file is missing, or ``dtype`` is given with a file; the message says
+            what to pass.
+    """
+    path = Path(path).expanduser()
+    if path.is_file():
+        if dtype is not None:
+            raise ValueError(f"--dtype picks a file in an export folder; --onnx {path} is a file")
+        return path
+    if not path.is_dir():
+        raise ValueError(
+            f"--onnx {path} is neither a file nor a folder: pass the model folder that "
+            "python -m nail_segformer.export wrote onnx/ into, or an .onnx file"
+        )
+    name = ONNX_FILES[dtype or "fp32"]
+    for candidate in (path / "onnx" / name, path / name):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(
+        f"--onnx {path} has no onnx/{name} ({dtype or 'fp32'}): run python -m "
+        f"nail_segformer.export --model {path}"
+    )
 
 
 class ModelLoadError(ValueError):
