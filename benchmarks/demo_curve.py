@@ -168,20 +168,19 @@ def _package_run(config: str, overrides: list[str], evaluate_every: int, work: P
     return {"curve": curve, "train_seconds": curve[-1]["seconds"]}
 
 
-def compare(package: list[dict], bare: list[dict], samples: int = 4) -> list[list]:
-    """Table rows at ``samples`` evenly spaced times up to the end of the shortest run: for each
-    side, the mean over seeds (one run each) of the best nail IoU reached by then, its range;
-    and the ratio of the means."""
+def compare(package: list[dict], bare: list[dict], samples: int = 4) -> list[dict]:
+    """At ``samples`` evenly spaced times up to the end of the shortest run: for each side, the
+    mean over seeds (one run each) of the best nail IoU reached by then, its range; the ratio."""
     end = min(run["train_seconds"] for run in (*package, *bare))
     rows = []
     for k in range(1, samples + 1):
-        t, row, means = end * k / samples, [f"{end * k / samples / 60:.1f} min"], []
-        for runs in (package, bare):
-            best = [max((p["iou_nail"] for p in run["curve"] if p["seconds"] <= t + 1e-9),
-                        default=0.0) for run in runs]  # fmt: skip
-            means.append(sum(best) / len(best))
-            row.append(f"{means[-1]:.3f} ({min(best):.3f}-{max(best):.3f})")
-        rows.append([*row, f"{means[0] / means[1]:.2f}" if means[1] else "-"])
+        row = {"seconds": end * k / samples}
+        for name, runs in (("package", package), ("bare", bare)):
+            best = [max((p["iou_nail"] for p in run["curve"] if p["seconds"] <= row["seconds"]
+                         + 1e-9), default=0.0) for run in runs]  # fmt: skip
+            row[name], row[f"{name}_range"] = sum(best) / len(best), (min(best), max(best))
+        row["ratio"] = row["package"] / row["bare"] if row["bare"] else None
+        rows.append(row)
     return rows
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -62,6 +63,12 @@ DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-3
 # Calibration photos for the int8 activations' ranges.
 CALIBRATION_PHOTOS = 16
+# The int8 file is kept when, on photos with masks, its nail IoU is within GATE_IOU_DROP of
+# fp32's and its nail masks overlap fp32's with an IoU of at least GATE_MASK_IOU.
+GATE_IOU_DROP, GATE_MASK_IOU = 0.01, 0.95
+_CARD_START, _CARD_END = "<!-- onnx -->", "<!-- /onnx -->"
+# What `--push_to_hub` publishes of the folder.
+PUSHED_FILES = ("onnx/*.onnx", "README.md")
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -234,7 +241,6 @@ def export_folder(
         ``{"fp32": path, "int8": path or None, "int8_nail_iou": agreement with fp32 or None}``,
         with the paths as they are after the swap into ``folder/onnx``.
     """
-    import shutil
     import tempfile
 
     folder = Path(folder)
@@ -271,6 +277,130 @@ def export_folder(
         "int8": target / ONNX_FILES["int8"] if int8 else None,
         "int8_nail_iou": agreement,
     }
+
+
+def validation_pairs(model_folder: str | os.PathLike, data_root: str | os.PathLike) -> list:
+    """``(photo, mask)`` paths of the run's validation split (``split_manifest.csv``).
+
+    Raises:
+        ValueError: the folder has no manifest, or it lists no validation pair.
+        DataError: the manifest does not match ``data_root``.
+    """
+    from nail_segformer.data import read_manifest
+    from nail_segformer.data.files import local_path
+
+    manifest = Path(model_folder) / "split_manifest.csv"
+    if not manifest.is_file():
+        raise ValueError(
+            f"{model_folder} has no split_manifest.csv: --data_root scores a training run's "
+            "validation split, so pass a run's output folder as --model"
+        )
+    pairs = [
+        (local_path(p.image), local_path(p.mask))
+        for p in read_manifest(manifest, data_root)
+        if p.split == "validation"
+    ]
+    if not pairs:
+        raise ValueError(f"{manifest} lists no validation pair to score the export on")
+    return pairs
+
+
+def quality_gate(folder: str | os.PathLike, pairs: list) -> dict:
+    """Score both files of ``folder/onnx`` on photos with masks; say whether int8 may stay.
+
+    Args:
+        folder: an export folder (``onnx/model.onnx`` and ``onnx/model_quantized.onnx``).
+        pairs: ``(photo path, mask path)``; a pair that cannot be read is passed over.
+
+    Returns:
+        ``photos`` scored, ``fp32_iou_nail`` and ``int8_iou_nail`` (against the masks),
+        ``int8_mask_iou`` (int8's nail masks against fp32's) and ``passed``.
+    """
+    from nail_segformer.data import ImageReadError, load_image
+    from nail_segformer.predict import Predictor
+    from nail_segformer.predict.evaluation import Evaluation
+
+    folder = Path(folder)
+    runs = {
+        dtype: (
+            Predictor.from_pretrained(folder, onnx=folder / "onnx" / name, device="cpu"),
+            Evaluation(),
+        )
+        for dtype, name in ONNX_FILES.items()
+    }
+    both = either = 0
+    for photo, mask in pairs:
+        try:
+            image = load_image(photo)
+            masks = {}
+            for dtype, (predictor, evaluation) in runs.items():
+                [prediction] = predictor.predict([image])
+                evaluation.add(str(photo), prediction.mask, mask)
+                masks[dtype] = prediction.mask.astype(bool)
+        except (ImageReadError, ValueError) as err:
+            print(f"quality gate: passing over {photo}: {err}", file=sys.stderr)
+            continue
+        both += int((masks["fp32"] & masks["int8"]).sum())
+        either += int((masks["fp32"] | masks["int8"]).sum())
+    result = {
+        "photos": len(runs["fp32"][1].per_image),
+        **{f"{dtype}_iou_nail": run[1].metrics()["iou_nail"] for dtype, run in runs.items()},
+        "int8_mask_iou": both / either if either else 1.0,
+    }
+    result["passed"] = bool(
+        result["photos"]
+        and result["int8_iou_nail"] >= result["fp32_iou_nail"] - GATE_IOU_DROP
+        and result["int8_mask_iou"] >= GATE_MASK_IOU
+    )
+    return result
+
+
+def card_section(files: list[str], gate: dict | None) -> str:
+    """The model card's ONNX section: the files, the gate's figures, how to run them."""
+    lines = [_CARD_START, "## ONNX", "", "Exported with `python -m nail_segformer.export`:", ""]
+    lines += [f"- `onnx/{name}`" for name in files]
+    if gate is None:
+        lines += ["", "The int8 file was not scored on photos with masks (no `--data_root`)."]
+    else:
+        lines += [
+            "",
+            f"On {gate['photos']} validation photos: nail IoU {gate['fp32_iou_nail']:.4f} "
+            f"(fp32), {gate['int8_iou_nail']:.4f} (int8); int8's nail masks overlap fp32's "
+            f"with an IoU of {gate['int8_mask_iou']:.4f}.",
+        ]
+    lines += [
+        "",
+        "transformers.js (browser or Node), which decides by argmax:",
+        "",
+        "```js",
+        "import { pipeline } from '@huggingface/transformers';",
+        "const segment = await pipeline('image-segmentation', '<this repo>', { dtype: 'q8' });",
+        "const nail = (await segment('hand.jpg')).find((s) => s.label === 'nail');",
+        "```",
+        "",
+        "onnxruntime in Python (`pixel_values` from this repo's image processor):",
+        "",
+        "```python",
+        "import onnxruntime",
+        "session = onnxruntime.InferenceSession('onnx/model.onnx')",
+        "logits = session.run(['logits'], {'pixel_values': pixel_values})[0]",
+        "```",
+        _CARD_END,
+    ]
+    return "\n".join(lines)
+
+
+def write_card_section(folder: str | os.PathLike, section: str) -> Path:
+    """Put ``section`` into ``folder/README.md``, replacing an earlier export's section."""
+    path = Path(folder) / "README.md"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if _CARD_START in text and _CARD_END in text:
+        before, rest = text.split(_CARD_START, 1)
+        text = before.rstrip("\n") + "\n\n" + section + rest.split(_CARD_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def compare_with_torch(model: torch.nn.Module, session, pixel_values: np.ndarray) -> float:
@@ -349,13 +479,21 @@ def main(argv: list[str] | None = None) -> int:
         "--images", default=None, help="folder of photos to calibrate int8 on; default synthetic"
     )
     parser.add_argument("--no_int8", action="store_true", help="write the fp32 file only")
+    parser.add_argument(
+        "--data_root",
+        default=None,
+        help="the run's data folder: score fp32 and int8 on its validation split and keep int8 "
+        f"only within {GATE_IOU_DROP} nail IoU of fp32",
+    )
+    parser.add_argument("--push_to_hub", action="store_true", help="publish onnx/ and the card")
+    parser.add_argument("--hub_model_id", default=None, help="the model repo to publish to")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
     parser.add_argument("--image", default=None, help="photo for the check; default synthetic")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest logit diff")
     parser.add_argument("--revision", default=None, help="branch, tag or commit of a Hub model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from nail_segformer.data import ImageReadError, load_image
+    from nail_segformer.data import DataError, ImageReadError, load_image
     from nail_segformer.data.transforms import processor_size
     from nail_segformer.model import HubUnavailableError, check_model_reference
     from nail_segformer.predict import ModelLoadError, load_run_model, load_run_processor
@@ -377,6 +515,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--model {args.model} is a Hub id: pass --output FOLDER to write the export")
     if args.images is not None and not Path(args.images).is_dir():
         parser.error(f"--images {args.images} is not a folder of photos")
+    if args.data_root is not None and not Path(args.model).is_dir():
+        parser.error(
+            "--data_root scores a training run's validation split: --model must be its folder"
+        )
+    if args.push_to_hub and (single_file or not args.hub_model_id):
+        parser.error(
+            "--push_to_hub needs --hub_model_id and a folder export (not --output FILE.onnx)"
+        )
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -399,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             paths = export_folder(
                 model, processor, folder, size, inputs, args.opset, int8=not args.no_int8
             )
-    except (ModelLoadError, HubUnavailableError, ImageReadError, ValueError) as err:
+            pairs = validation_pairs(args.model, args.data_root) if args.data_root else None
+    except (ModelLoadError, HubUnavailableError, ImageReadError, ValueError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     diffs = check_export(model, paths["fp32"], processor, image)
@@ -419,6 +566,50 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if single_file:
+        return 0
+    gate = None
+    if paths.get("int8") is not None and pairs is not None:
+        gate = quality_gate(folder, pairs)
+        print(
+            f"quality gate on {gate['photos']} validation photos: nail IoU fp32 "
+            f"{gate['fp32_iou_nail']:.4f}, int8 {gate['int8_iou_nail']:.4f}; int8 masks against "
+            f"fp32's: IoU {gate['int8_mask_iou']:.4f}"
+        )
+        if not gate["passed"]:
+            paths["int8"].unlink()
+            paths["int8"] = None
+            print(
+                f"int8 left out: it must stay within {GATE_IOU_DROP} nail IoU of fp32 and overlap "
+                f"fp32's masks with an IoU of at least {GATE_MASK_IOU}; onnx/ holds fp32 only"
+            )
+    elif paths.get("int8") is not None:
+        print("the int8 file was not scored on photos with masks: pass --data_root DATA")
+    card = Path(folder) / "README.md"
+    has_card = card.is_file()
+    if not has_card and Path(args.model, "README.md").is_file():
+        shutil.copy(Path(args.model, "README.md"), card)  # the run's card, for the push
+        has_card = True
+    files = [p.name for p in (paths["fp32"], paths.get("int8")) if p is not None]
+    write_card_section(folder, card_section(files, gate))
+    if args.push_to_hub:
+        return _push(folder, args.hub_model_id, has_card)
+    return 0
+
+
+def _push(folder: str, repo_id: str, with_card: bool) -> int:
+    from nail_segformer.hub import PushError, push_folder, push_later_hint
+
+    # A card written here without the training run's would replace the repo's card.
+    patterns = list(PUSHED_FILES) if with_card else [p for p in PUSHED_FILES if p != "README.md"]
+    try:
+        pushed = push_folder(folder, repo_id, patterns, commit_message="Add the ONNX export")
+    except PushError as err:
+        hint = push_later_hint(repo_id, folder, patterns)
+        print(f"error: {err}\nthe export is in {folder}; publish it later with: {hint}",
+              file=sys.stderr)  # fmt: skip
+        return 3
+    print(f"published {', '.join(patterns)} to https://huggingface.co/{pushed}")
     return 0
 
 

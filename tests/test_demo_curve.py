@@ -41,7 +41,7 @@ def test_sides_are_compared_by_their_mean_over_seeds_up_to_the_shortest_run():
 def test_report_names_every_seed_and_both_rates():
     package = [_run([(100, 25.0, 0.1)]), _run([(100, 20.0, 0.2)])]
     bare = [_run([(100, 20.0, 0.2)]), _run([(100, 20.0, 0.2)])]
-    report = demo_curve.format_report("configs/demo.yaml", [], [3, 4], package, bare)
+    report = demo_curve.format_report([3, 4], package, bare)
     assert "package 4.50, bare loop 5.00 (package ÷ bare 0.90" in report
     for seed in (3, 4):
         assert f"- seed {seed}, package:" in report and f"- seed {seed}, bare:" in report

@@ -3,7 +3,11 @@
 import contextlib
 import io
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -167,3 +171,74 @@ def test_dtype_without_an_export_folder_is_a_usage_error(tiny_run_dir, exported,
         predict_main(["--model", str(tiny_run_dir), "--onnx", str(exported[2]), "--dtype",
                       "int8", "--input", "x", "--output", "y"])  # fmt: skip
     assert stopped.value.code == 2 and "--dtype" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- quality gate, push
+
+
+@pytest.fixture(scope="module")
+def learned_copy(learned_run_dir, tmp_path_factory):
+    """A copy of the learned run (its manifest points into ``learned_run_dir/../data``)."""
+    folder = tmp_path_factory.mktemp("gate") / "run"
+    shutil.copytree(learned_run_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    return folder, learned_run_dir.parent / "data"
+
+
+def _export(argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    return code, out.getvalue()
+
+
+def test_the_gate_scores_both_files_on_the_validation_split_and_the_card_says_so(learned_copy):
+    folder, data_root = learned_copy
+    code, stdout = _export(["--model", str(folder), "--data_root", str(data_root)])
+    assert code == 0, stdout
+    gate = re.search(r"quality gate on (\d+) validation photos: nail IoU fp32 ([\d.]+), int8 "
+                     r"([\d.]+); int8 masks against fp32's: IoU ([\d.]+)", stdout)  # fmt: skip
+    assert gate, stdout
+    photos, fp32, int8, agreement = int(gate[1]), *map(float, gate.groups()[1:])
+    manifest = (folder / "split_manifest.csv").read_text().splitlines()
+    assert photos == sum(line.endswith(",validation") for line in manifest) > 0
+    assert fp32 > 0.75  # the learned model finds the nails
+    assert int8 >= fp32 - 0.01 and agreement >= 0.95
+    assert (folder / "onnx" / "model_quantized.onnx").is_file()
+    card = (folder / "README.md").read_text()
+    assert card.count("## ONNX") == 1 and f"nail IoU {fp32:.4f} (fp32)" in card
+    assert "`onnx/model_quantized.onnx`" in card and "dtype: 'q8'" in card
+    code, _ = _export(["--model", str(folder), "--data_root", str(data_root)])
+    assert code == 0 and (folder / "README.md").read_text().count("## ONNX") == 1  # replaced
+
+
+def test_an_int8_file_that_fails_the_gate_is_left_out(learned_copy, tmp_path, monkeypatch):
+    import nail_segformer.export as export
+
+    folder, data_root = learned_copy
+    monkeypatch.setattr(export, "GATE_MASK_IOU", 1.01)  # no int8 file can pass
+    out = tmp_path / "export"
+    code, stdout = _export(["--model", str(folder), "--output", str(out), "--data_root",
+                            str(data_root)])  # fmt: skip
+    assert code == 0 and "int8 left out" in stdout
+    assert [p.name for p in (out / "onnx").iterdir()] == ["model.onnx"]
+    assert "`onnx/model_quantized.onnx`" not in (out / "README.md").read_text()
+
+
+def test_push_publishes_the_onnx_files_and_the_card(learned_copy, tmp_path):
+    from support.hub_stub import HubStub
+
+    folder, data_root = learned_copy
+    token = "hf_" + "e" * 34
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_TOKEN")}
+    with HubStub(expected_token=token) as hub:
+        env.update(HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_TOKEN=token,
+                   HF_HOME=str(tmp_path / "hf_home"))  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "nail_segformer.export", "--model", str(folder),
+             "--output", str(tmp_path / "export"), "--push_to_hub", "--hub_model_id", "me/nails"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        (commit,) = hub.commits_to("me/nails")
+    assert sorted(commit.files) == ["README.md", "onnx/model.onnx", "onnx/model_quantized.onnx"]
+    assert b"## ONNX" in commit.files["README.md"] and b"license" in commit.files["README.md"]
