@@ -137,11 +137,9 @@ def test_folder_export_writes_fp32_and_int8_beside_the_model(folder_export):
 def test_export_elsewhere_writes_config_and_processor(tiny_run_dir, tmp_path):
     out = tmp_path / "nails-onnx"
     assert main(["--model", str(tiny_run_dir), "--output", str(out), "--no_int8"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [
-        "config.json",
-        "onnx",
-        "preprocessor_config.json",
-    ]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["README.md", "config.json", "onnx", "preprocessor_config.json"]
+    assert "## ONNX" in (out / "README.md").read_text()  # the run's card, with the section
     assert [p.name for p in (out / "onnx").iterdir()] == ["model.onnx"]
 
 
