@@ -184,6 +184,17 @@ def compare(package: list[dict], bare: list[dict], samples: int = 4) -> list[dic
     return rows
 
 
+HEADERS = ["training time", "package nail IoU, mean (range)", "bare loop nail IoU, mean (range)",
+           "package ÷ bare"]  # fmt: skip
+
+
+def _cells(row: dict) -> list[str]:
+    spans = [f"{row[n]:.3f} ({row[n + '_range'][0]:.3f}-{row[n + '_range'][1]:.3f})"
+             for n in ("package", "bare")]  # fmt: skip
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+    return [f"{row['seconds'] / 60:.1f} min", *spans, ratio]
+
+
 def format_report(seeds: list[int], package: list, bare: list) -> str:
     # Training steps per second of training time up to each run's last evaluation.
     rates = [[run["curve"][-1]["step"] / run["curve"][-1]["seconds"] for run in runs]
@@ -193,15 +204,7 @@ def format_report(seeds: list[int], package: list, bare: list) -> str:
     lines = [
         f"`{info['command']}`; {info['summary']}",
         "",
-        format_table(
-            [
-                "training time",
-                "package nail IoU, mean (range)",
-                "bare loop nail IoU, mean (range)",
-                "package ÷ bare",
-            ],
-            compare(package, bare),
-        ),  # fmt: skip
+        format_table(HEADERS, [_cells(row) for row in compare(package, bare)]),
         "",
         f"steps per second, mean over seeds: package {means[0]:.2f}, bare loop {means[1]:.2f} "
         f"(package ÷ bare {means[0] / means[1]:.2f}; goal ≥ {GOAL})",
