@@ -279,11 +279,13 @@ def export_folder(
     }
 
 
-def validation_pairs(model_folder: str | os.PathLike, data_root: str | os.PathLike) -> list:
-    """``(photo, mask)`` paths of the run's validation split (``split_manifest.csv``).
+def run_pairs(
+    model_folder: str | os.PathLike, data_root: str | os.PathLike, split: str
+) -> list[tuple[str, str]]:
+    """``(photo, mask)`` paths of one split of the run (its ``split_manifest.csv``).
 
     Raises:
-        ValueError: the folder has no manifest, or it lists no validation pair.
+        ValueError: the folder has no manifest, or it lists no pair of ``split``.
         DataError: the manifest does not match ``data_root``.
     """
     from nail_segformer.data import read_manifest
@@ -298,10 +300,10 @@ def validation_pairs(model_folder: str | os.PathLike, data_root: str | os.PathLi
     pairs = [
         (local_path(p.image), local_path(p.mask))
         for p in read_manifest(manifest, data_root)
-        if p.split == "validation"
+        if p.split == split
     ]
     if not pairs:
-        raise ValueError(f"{manifest} lists no validation pair to score the export on")
+        raise ValueError(f"{manifest} lists no {split} pair for the export")
     return pairs
 
 
@@ -476,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         "a path ending in .onnx writes one fp32 file instead",
     )
     parser.add_argument(
-        "--images", default=None, help="folder of photos to calibrate int8 on; default synthetic"
+        "--images",
+        default=None,
+        help="folder of photos to calibrate int8 on; default: the run's training photos with "
+        "--data_root, else the package's synthetic photos",
     )
     parser.add_argument("--no_int8", action="store_true", help="write the fp32 file only")
     parser.add_argument(
@@ -531,7 +536,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         image = load_image(args.image) if args.image else None  # first: it is quick
-        calibration = _calibration_photos(args.images) if args.images else None
+        pairs = None
+        if args.data_root:
+            pairs = run_pairs(args.model, args.data_root, "validation")
+        if args.images:
+            calibration = _calibration_photos([args.images])
+        elif args.data_root:  # the run's training photos
+            train = run_pairs(args.model, args.data_root, "train")
+            calibration = _calibration_photos([photo for photo, _ in train])
+        else:
+            calibration = None
         processor = load_run_processor(args.model, args.revision)
         model = load_run_model(args.model, args.revision).eval()
         size = processor_size(processor)
@@ -545,7 +559,6 @@ def main(argv: list[str] | None = None) -> int:
             paths = export_folder(
                 model, processor, folder, size, inputs, args.opset, int8=not args.no_int8
             )
-            pairs = validation_pairs(args.model, args.data_root) if args.data_root else None
     except (ModelLoadError, HubUnavailableError, ImageReadError, ValueError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -613,13 +626,15 @@ def _push(folder: str, repo_id: str, with_card: bool) -> int:
     return 0
 
 
-def _calibration_photos(folder: str) -> list:
-    """Up to :data:`CALIBRATION_PHOTOS` photos read from ``folder``; unreadable files are named
-    and passed over."""
+def _calibration_photos(sources: list[str]) -> list:
+    """Up to :data:`CALIBRATION_PHOTOS` photos read from ``sources`` (files, or one folder);
+    unreadable files are named and passed over."""
     from nail_segformer.data import ImageReadError, load_image
 
+    if len(sources) == 1 and Path(sources[0]).is_dir():
+        sources = sorted(p for p in Path(sources[0]).rglob("*") if p.is_file())
     photos = []
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+    for path in sources:
         try:
             photos.append(load_image(path))
         except ImageReadError as err:
@@ -627,7 +642,7 @@ def _calibration_photos(folder: str) -> list:
         if len(photos) == CALIBRATION_PHOTOS:
             break
     if not photos:
-        raise ValueError(f"--images {folder} holds no readable photo")
+        raise ValueError("no readable photo to calibrate int8 on (--images or --data_root)")
     return photos
 
 
