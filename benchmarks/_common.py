@@ -21,7 +21,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SEED = 0
-PACKAGES = ("torch", "transformers", "datasets", "evaluate", "accelerate", "albumentations",
+PACKAGES = ("torch", "transformers", "datasets", "evaluate", "accelerate", "albumentations", "onnxruntime",
             "opencv-python-headless", "pillow", "numpy")  # fmt: skip
 
 
@@ -102,17 +102,6 @@ def make_photos(root: Path, n: int, seed: int = SEED) -> Path:
     if not (root / "Images").is_dir():
         generate_dataset(root, n=n, seed=seed)
     return root
-
-
-def seed_everything(seed: int = SEED) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def run_child(script: str, args: dict, timeout: float = 3600):

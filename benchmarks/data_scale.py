@@ -1,8 +1,6 @@
 """Does building the data set stay linear in time and memory, and read no pixels, as it grows?
 
-    python benchmarks/data_scale.py                  # N = 2,000 and 20,000 pairs
-    python benchmarks/data_scale.py --quick          # N = 200 and 2,000
-    python benchmarks/data_scale.py --sizes 500 5000 --image_size 1024x768 --json out.json
+    python benchmarks/data_scale.py    # N = 2,000 and 20,000 pairs (--sizes, --image_size)
 
 For each N this writes a temporary tree of N pairs (JPEG photos, PNG masks, from a small pool
 of distinct files), then a fresh process runs what ``nail_segformer.data.load_splits`` runs
@@ -86,11 +84,10 @@ def build(data_root: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", help="numbers of pairs to measure")
-    parser.add_argument("--quick", action="store_true", help="N = 200 and 2,000")
     parser.add_argument("--image_size", default="64x48", help="WIDTHxHEIGHT of each file")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    sizes = args.sizes or ([200, 2000] if args.quick else [2000, 20000])
+    sizes = args.sizes or [2000, 20000]
     width, height = (int(v) for v in args.image_size.lower().split("x"))
     info = machine_info()
     print(info["summary"], flush=True)

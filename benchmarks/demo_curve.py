@@ -4,11 +4,9 @@ Both train the demo's recipe (``configs/demo.yaml``: preset, loss, AdamW schedul
 batch, patches, seed) on the same split and score the same validation photos with the
 package's metric. What differs is what the package adds around the model: the bare loop
 decodes every photo once and cuts patches from memory (flips only); the package reads files
-through ``datasets`` and albumentations every step inside the ``Trainer``.
-
-A run this short depends on its seed more than on its side, so each side trains once per seed
-(``--seeds``), back to back, each in a fresh process; times are wall-clock from the process's
-start, evaluation left out.
+through ``datasets`` and albumentations every step inside the ``Trainer``. A run this short
+depends on its seed more than on its side, so each side trains once per seed (``--seeds``),
+back to back, each in a fresh process; times are wall-clock from its start, evaluation left out.
 
     python benchmarks/demo_curve.py              # the shipped demo, 3 seeds: ~1 hour on 2 cores
     python benchmarks/demo_curve.py --max_steps 40 --evaluations 2 --seeds 0   # a smoke run
@@ -139,13 +137,11 @@ def _bare_loop(config: str, overrides: list[str], evaluate_every: int, out: str)
 
 def _package_run(config: str, overrides: list[str], evaluate_every: int, work: Path) -> dict:
     """``run_finetune.py`` in a child process; times each evaluation line as it is printed."""
-    argv = [
-        sys.executable, str(REPO_ROOT / "run_finetune.py"), config, *overrides,
-        "--output_dir", str(work / "trainer-run"), "--overwrite_output_dir", "true",
-        "--eval_strategy", "steps", "--eval_steps", str(evaluate_every),
-        "--save_strategy", "steps", "--save_steps", str(evaluate_every),
-        "--disable_tqdm", "true",
-    ]  # fmt: skip
+    every = str(evaluate_every)
+    argv = [sys.executable, str(REPO_ROOT / "run_finetune.py"), config, *overrides, "--output_dir",
+            str(work / "trainer-run"), "--overwrite_output_dir", "true", "--eval_strategy", "steps",
+            "--eval_steps", every, "--save_strategy", "steps", "--save_steps", every,
+            "--disable_tqdm", "true"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start, curve, eval_seconds = time.monotonic(), [], 0.0
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -156,9 +152,11 @@ def _package_run(config: str, overrides: list[str], evaluate_every: int, work: P
                 continue
             logs = ast.literal_eval(line.strip())
             eval_seconds += float(logs["eval_runtime"])
-            curve.append(
-                {"seconds": now - start - eval_seconds, "iou_nail": float(logs["eval_iou_nail"])}
-            )
+            point = {
+                "seconds": now - start - eval_seconds,
+                "iou_nail": float(logs["eval_iou_nail"]),
+            }
+            curve.append(point)
     if child.returncode != 0 or not curve:
         raise RuntimeError(f"run_finetune.py exited with {child.returncode}: {' '.join(argv)}")
     steps = json.loads((work / "trainer-run" / "trainer_state.json").read_text())["global_step"]

@@ -145,13 +145,10 @@ def measure_loader_wait(args, device, trainer) -> dict:
 
 
 def results_table(results: list[dict]) -> str:
-    rows = []
-    for r in results:
-        peak, wait = r.get("peak_memory_gib"), r.get("wait_fraction")
-        rows.append(
-            [r["config"], f"{r['samples_per_s']:.2f}", f"{r.get('step_ms', r.get('mean_step_ms')):.1f}",
-             "-" if peak is None else f"{peak:.2f}", "-" if wait is None else f"{wait:.1%}"]
-        )  # fmt: skip
+    rows = [[r["config"], f"{r['samples_per_s']:.2f}", f"{r.get('step_ms', r.get('mean_step_ms')):.1f}",
+             "-" if r.get("peak_memory_gib") is None else f"{r['peak_memory_gib']:.2f}",
+             "-" if r.get("wait_fraction") is None else f"{r['wait_fraction']:.1%}"]
+            for r in results]  # fmt: skip
     return format_table(
         ["config", "samples/s", "step ms", "peak GPU memory GiB", "data wait"], rows
     )

@@ -8,8 +8,7 @@ forward and ``ce`` loss; bf16 under CPU autocast, whose op lists are close to CU
 configuration runs in a fresh process, which also reports its peak RSS growth over forward +
 backward as a cross-check (an upper bound of the same order, not the GPU figure).
 
-    python benchmarks/gpu_memory.py                       # b0, b2, b4; batch 1 and 2; fp32 + bf16
-    python benchmarks/gpu_memory.py --presets mit-b0 --batches 1 --json out.json
+    python benchmarks/gpu_memory.py    # b0, b2, b4; batch 1 and 2; fp32 + bf16 (--help: others)
 """
 
 from __future__ import annotations

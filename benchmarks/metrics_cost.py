@@ -1,7 +1,7 @@
 """What do the nail and boundary metrics cost, next to the model's forward pass?
 
     python benchmarks/metrics_cost.py            # 512 px, 32 images
-    python benchmarks/metrics_cost.py --quick    # 256 px, 8 images
+    python benchmarks/metrics_cost.py --smoke    # tiny sizes: checks the script
 
 In one process, alternating rounds (fastest kept): MiT-b0's forward pass, then
 ``StreamingSegmentationMetrics`` with pixel figures only (``positive_label=None``) and in full
@@ -20,11 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SEED, format_table, machine_info, make_photos, seed_everything  # noqa: E402
+from _common import SEED, format_table, machine_info, make_photos  # noqa: E402
 
 CONFIGS = {
     "full": {"photos": 32, "size": 512, "n": 32, "batch": 8, "rounds": 3},
-    "quick": {"photos": 8, "size": 256, "n": 8, "batch": 4, "rounds": 2},
     "smoke": {"photos": 4, "size": 64, "n": 4, "batch": 2, "rounds": 1},
 }
 LOGIT_MARGIN, LOGIT_NOISE = 3.0, 1.0
@@ -45,12 +44,13 @@ def measure(data_root: str, out_dir: str, size: int, n: int, batch: int, rounds:
     """Milliseconds per image: forward pass, pixel-only metric, full metric (best of rounds)."""
     import torch
     from run import _eval_splits, _trainer
+    from transformers import set_seed
 
     from nail_segformer.labels import ID2LABEL
     from nail_segformer.metrics import StreamingSegmentationMetrics
     from nail_segformer.model import build_model
 
-    seed_everything()
+    set_seed(SEED)
     # Only the Trainer's evaluation data pipeline is used: the eval transform at `size`.
     _, datasets, _, _ = _trainer(data_root, out_dir, "tiny", size, batch, 0, [],
                                  _eval_splits(data_root, n))  # fmt: skip
@@ -94,11 +94,9 @@ def measure(data_root: str, out_dir: str, size: int, n: int, batch: int, rounds:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sizes = parser.add_mutually_exclusive_group()
-    sizes.add_argument("--quick", action="store_true", help="small sizes")
-    sizes.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
     args = parser.parse_args(argv)
-    cfg = CONFIGS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    cfg = CONFIGS["smoke" if args.smoke else "full"]
     info, started = machine_info(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nail-metrics-bench-") as tmp:
         data = make_photos(Path(tmp) / "photos", cfg["photos"])

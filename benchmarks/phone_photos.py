@@ -1,7 +1,6 @@
 """What does a training sample of a 12 MP phone photo cost, with and without the resize cache?
 
     python benchmarks/phone_photos.py                 # 3 photos of each shape, 3 rounds
-    python benchmarks/phone_photos.py --quick         # 1 photo of each shape, 1 round
     python benchmarks/phone_photos.py --smoke         # small photos: checks the script in seconds
     python benchmarks/phone_photos.py --large         # also a 200 MP photo: check, cache, predict
 
@@ -93,13 +92,6 @@ def write_photos(root: Path, per_shape: int, scale: int) -> None:
             sample.mask.save(root / "Masks" / f"{stem}.png")
 
 
-def _cpu_ms(fn) -> float:
-    """CPU milliseconds of this thread (the cost on one core, whatever else loads the machine)."""
-    start = time.thread_time()
-    fn()
-    return (time.thread_time() - start) * 1000
-
-
 def measure(root: Path, rounds: int, image_size: int) -> dict:
     import cv2
     import numpy as np
@@ -134,14 +126,13 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
     for _ in range(rounds):
         for index in range(len(files)):  # interleaved, so a busy moment hits every variant
             for name, split in splits.items():
-                ms = _cpu_ms(lambda split=split, index=index: split[index])
-                best[name][index] = min(best[name][index], ms)
-    return {
-        "photos": len(files),
-        "working_size": size,
-        "ms_per_sample": {name: float(np.mean(times)) for name, times in best.items()},
-        "cache": {"build_ms_per_photo": build_ms, "mib_per_photo": cache_mib / len(files)},
-    }
+                # CPU time of this thread: the cost on one core, whatever else loads the machine.
+                start = time.thread_time()
+                split[index]
+                best[name][index] = min(best[name][index], (time.thread_time() - start) * 1000)
+    return {"photos": len(files), "working_size": size,
+            "ms_per_sample": {name: float(np.mean(times)) for name, times in best.items()},
+            "cache": {"build_ms_per_photo": build_ms, "mib_per_photo": cache_mib / len(files)}}  # fmt: skip
 
 
 def measure_large(work: Path, scale: int) -> dict:
@@ -200,16 +191,13 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 photo of each shape, 1 round")
-    parser.add_argument("--smoke", action="store_true", help=f"--quick at 1/{SMOKE_SCALE} a side")
-    parser.add_argument("--photos", type=int, default=3, help="photos of each shape")
-    parser.add_argument("--rounds", type=int, default=3, help="timing rounds (fastest kept)")
+    parser.add_argument("--smoke", action="store_true", help=f"1 photo a shape at 1/{SMOKE_SCALE}")
     parser.add_argument("--large", action="store_true", help="also a 200 MP photo")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    quick = args.quick or args.smoke
-    per_shape, rounds = (1, 1) if quick else (args.photos, args.rounds)
-    scale, image_size = (SMOKE_SCALE, 128) if args.smoke else (1, IMAGE_SIZE)
+    per_shape, rounds, scale, image_size = (
+        (1, 1, SMOKE_SCALE, 128) if args.smoke else (3, 3, 1, 512)
+    )
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="phone-photos-"))
     try:
@@ -228,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
               "process:\n" + format_table(["step", "seconds", "peak memory MiB"], rows))  # fmt: skip
     print(f"\n{time.perf_counter() - started:.0f} s; {info['summary']}")
     if args.json:
-        payload = {**result, "machine": info}
-        Path(args.json).write_text(json.dumps(payload, indent=2))
+        Path(args.json).write_text(json.dumps({**result, "machine": info}, indent=2))
     return 0
 
 

@@ -8,10 +8,10 @@ process with the option the entry points set (``nail_segformer.runtime``):
    against the Hugging Face example's way (keep every logit, then ``evaluate``'s ``mean_iou``),
    and its time against the bare forward pass over the same DataLoader;
 3. inference: ``Predictor`` (batched) against ``pipeline("image-segmentation")``, same model
-   and photos, and whether their nail masks agree.
+   and photos, and whether their nail masks agree; the ONNX export's int8 file (static QDQ)
+   against fp32 and against dynamic quantization, in size and forward-pass speed.
 
     python benchmarks/run.py            # full run (about 15 minutes on 2 idle CPU cores)
-    python benchmarks/run.py --quick    # smaller sizes, same table
     python benchmarks/run.py --smoke    # seconds: checks that every figure is produced
 """
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # isort: off
 from _common import SEED, child_main, format_table, machine_info, make_photos  # noqa: E402
-from _common import peak_mib, run_child, seed_everything  # noqa: E402
+from _common import peak_mib, run_child  # noqa: E402
 
 # isort: on
 CONFIGS = {
@@ -37,11 +37,6 @@ CONFIGS = {
              "eval": {"preset": "tiny", "size": 512, "batch": 8, "workers": 2, "n": [64, 512]},
              "eval_time": {"preset": "mit-b0", "size": 512, "batch": 8, "workers": 2, "n": 32},
              "infer": {"preset": "mit-b0", "size": 512, "n": 32, "batch": 8}},
-    "quick": {"photos": 32,
-              "train": {"preset": "tiny", "size": 128, "batch": 4, "workers": 2, "steps": 3},
-              "eval": {"preset": "tiny", "size": 128, "batch": 4, "workers": 0, "n": [8, 32]},
-              "eval_time": {"preset": "tiny", "size": 128, "batch": 4, "workers": 0, "n": 16},
-              "infer": {"preset": "tiny", "size": 128, "n": 8, "batch": 4}},
     "smoke": {"photos": 8,
               "train": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "steps": 1},
               "eval": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "n": [4, 8]},
@@ -81,13 +76,13 @@ def job_train(data_root: str, out_dir: str, preset: str, size: int, batch: int, 
               steps: int) -> dict:  # fmt: skip
     """Trainer steps interleaved one for one with bare steps (forward, loss, backward, AdamW
     on one batch kept in memory), so load changes hit both alike; rates from median steps."""
-    from transformers import Trainer, TrainerCallback, default_data_collator
+    from transformers import Trainer, TrainerCallback, default_data_collator, set_seed
 
     from nail_segformer.data import ID2LABEL
     from nail_segformer.model import build_model
     from nail_segformer.train.build import build_loss
 
-    seed_everything()
+    set_seed(SEED)
     warmup = 1
     trainer, datasets, model_args, args = _trainer(
         data_root, out_dir, preset, size, batch, workers,
@@ -157,8 +152,9 @@ def job_eval(data_root: str, out_dir: str, mode: str, preset: str, size: int, ba
     "usual" keeps every logit); with ``mode="time"``, two alternating rounds of it and of the
     bare forward pass over its own DataLoader, the fastest of each kept."""
     import torch
+    from transformers import set_seed
 
-    seed_everything()
+    set_seed(SEED)
     streaming = ["--batch_eval_metrics", str(mode != "usual").lower()]
     trainer, _, _, _ = _trainer(data_root, out_dir, preset, size, batch, workers, streaming,
                                 _eval_splits(data_root, n))  # fmt: skip
@@ -188,7 +184,7 @@ def job_infer(data_root: str, model_dir: str, preset: str, size: int, n: int, ba
     """Photos/s of ``Predictor`` and the pipeline on the same random-init model (fastest of two
     alternating rounds), and the share of nail-mask pixels on which they agree."""
     import numpy as np
-    from transformers import pipeline
+    from transformers import pipeline, set_seed
     from transformers.utils import logging as hf_logging
 
     from nail_segformer.data import ID2LABEL, load_image
@@ -196,7 +192,7 @@ def job_infer(data_root: str, model_dir: str, preset: str, size: int, n: int, ba
     from nail_segformer.model import build_model
     from nail_segformer.predict import Predictor
 
-    seed_everything()
+    set_seed(SEED)
     hf_logging.set_verbosity_error()
     build_model(preset, ID2LABEL, seed=SEED).save_pretrained(model_dir)
     load_image_processor(None, size=size).save_pretrained(model_dir)
@@ -221,6 +217,37 @@ def job_infer(data_root: str, model_dir: str, preset: str, size: int, n: int, ba
         total += reference.size
     return {"ours": n / best["ours"], "pipeline": n / best["pipeline"],
             "agreement": 1 - differing / total, "differing": differing}  # fmt: skip
+
+
+def job_onnx(data_root: str, model_dir: str, preset: str, size: int, n: int, batch: int) -> dict:
+    """The ONNX export's forward pass on the same photos: fp32, int8 by static QDQ (what the
+    export writes) and int8 by dynamic quantization; fastest of two alternating rounds."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from nail_segformer.data import ID2LABEL, load_image
+    from nail_segformer.data.transforms import load_image_processor
+    from nail_segformer.export import export_folder
+    from nail_segformer.model import build_model
+
+    processor = load_image_processor(None, size=size)
+    model = build_model(preset, ID2LABEL, seed=SEED).eval()
+    paths = export_folder(model, processor, model_dir, (size, size))
+    files = {"fp32": paths["fp32"], "static": paths["int8"], "dynamic": Path(model_dir) / "d.onnx"}
+    quantize_dynamic(str(files["fp32"]), str(files["dynamic"]), weight_type=QuantType.QInt8)
+    photos = [load_image(p) for p in sorted((Path(data_root) / "Images").rglob("*.jpg"))[:n]]
+    x = processor(images=photos, return_tensors="np")["pixel_values"]
+    best = {}
+    sessions = {k: ort.InferenceSession(str(v), providers=["CPUExecutionProvider"])
+                for k, v in files.items()}  # fmt: skip
+    for _ in range(3):  # the first round warms every session up
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            for i in range(0, n, batch):
+                session.run(["logits"], {"pixel_values": x[i : i + batch]})
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+    return {**{k: n / v for k, v in best.items()},
+            **{f"{k}_mib": v.stat().st_size / 2**20 for k, v in files.items()}}  # fmt: skip
 
 
 def measure(cfg: dict, work: Path, data: Path) -> list[list]:
@@ -258,6 +285,17 @@ def measure(cfg: dict, work: Path, data: Path) -> list[list]:
     rows.append(["3", f"photos/s, Predictor ÷ pipeline ({ic['preset']}, {ic['n']} photos, "
                  f"batch {ic['batch']})", f"{infer['ours']:.3g}", f"{infer['pipeline']:.3g}",
                  ratio, f"≥ {INFERENCE_GOAL}", ratio >= INFERENCE_GOAL])  # fmt: skip
+    onnx = run_child("run", {"job": "onnx", "data_root": str(data),
+                             "model_dir": str(work / "onnx"), **ic})  # fmt: skip
+    label = f"({ic['preset']}, {ic['size']} px, batch {ic['batch']})"
+    size_ratio = onnx["fp32_mib"] / onnx["static_mib"]
+    rows.append(["3", f"ONNX file MiB, fp32 ÷ int8 static QDQ {label}", f"{onnx['fp32_mib']:.1f}",
+                 f"{onnx['static_mib']:.1f}", size_ratio, "≥ 3", size_ratio >= 3])  # fmt: skip
+    for other in ("fp32", "dynamic"):
+        ratio = onnx["static"] / onnx[other]
+        goal = ("≥ 1", ratio >= 1) if other == "dynamic" else ("-", None)
+        rows.append(["3", f"ONNX photos/s, int8 static QDQ ÷ {other} {label}",
+                     f"{onnx['static']:.3g}", f"{onnx[other]:.3g}", ratio, *goal])  # fmt: skip
     rows.append(["3", f"nail masks equal to the pipeline's ({infer['differing']} pixels differ)",
                  f"{infer['agreement']:.7f}", "1", infer["agreement"], "≥ 0.99999",
                  infer["agreement"] >= 0.99999])  # fmt: skip
@@ -266,17 +304,15 @@ def measure(cfg: dict, work: Path, data: Path) -> list[list]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sizes = parser.add_mutually_exclusive_group()
-    sizes.add_argument("--quick", action="store_true", help="smaller sizes, same table")
-    sizes.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
     parser.add_argument("--workdir", help="keep data and models here instead of a temp folder")
     args = parser.parse_args(argv)
-    cfg = CONFIGS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    cfg = CONFIGS["smoke" if args.smoke else "full"]
     info, started = machine_info(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nail-bench-") as tmp:
         work = Path(args.workdir or tmp)
         rows = measure(cfg, work, make_photos(work / f"photos-{cfg['photos']}", cfg["photos"]))
-    marks = {True: "yes", False: "**NO**"}
+    marks = {True: "yes", False: "**NO**", None: "-"}
     print(format_table(["#", "figure", "ours", "baseline", "ratio", "goal", "met?"],
                        [[*row[:4], f"{row[4]:.3g}", row[5], marks[row[6]]] for row in rows]))  # fmt: skip
     print(f"\n`{info['command']}`, {time.perf_counter() - started:.0f} s; {info['summary']}")
@@ -284,5 +320,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if not child_main({"train": job_train, "eval": job_eval, "infer": job_infer}):
+    if not child_main({"train": job_train, "eval": job_eval, "infer": job_infer, "onnx": job_onnx}):
         sys.exit(main())
