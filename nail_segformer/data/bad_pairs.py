@@ -17,8 +17,7 @@ import os
 from pathlib import Path
 
 from nail_segformer.data.discovery import DataError
-from nail_segformer.data.files import PairReadError
-from nail_segformer.data.splits import relative_to_root
+from nail_segformer.data.files import PairReadError, relative_to_root
 
 __all__ = ["SkipBadPairs", "add_problems", "merge_skipped"]
 

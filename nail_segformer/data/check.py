@@ -16,8 +16,9 @@ from nail_segformer.data.files import (
     load_labels_and_convention,
     read_header,
     read_problem,
+    relative_to_root,
 )
-from nail_segformer.data.splits import SPLITS, relative_to_root
+from nail_segformer.data.splits import SPLITS
 from nail_segformer.labels import IGNORE_INDEX, NAIL
 
 __all__ = ["summarize", "format_summary"]

@@ -17,6 +17,7 @@ from nail_segformer.data.files import (
     portable_path,
     read_header,
     read_problem,
+    relative_to_root,
 )
 
 ROOT_CATEGORY = "root"
@@ -107,13 +108,6 @@ def list_files_by_key(top: Path) -> dict[tuple[str, str], list[Path]]:
     return found
 
 
-def _display(path: Path, root: Path) -> str:
-    try:
-        return portable_path(path.relative_to(root).as_posix())
-    except ValueError:
-        return portable_path(path)
-
-
 def _category_name(path: Path, top: Path) -> str:
     rel = path.parent.relative_to(top).as_posix()
     return ROOT_CATEGORY if rel == "." else rel
@@ -133,9 +127,9 @@ def _scan_layout(
         result.problems.append(
             Problem(
                 "empty mask folder",
-                _display(folder, root),
+                relative_to_root(folder, root),
                 f"no mask files for the {image_categories[category]} photo(s) of category "
-                f"'{category}' in {_display(images_dir, root)}",
+                f"'{category}' in {relative_to_root(images_dir, root)}",
                 "put the masks there (same file stem as each photo) or remove the category",
             )
         )
@@ -145,11 +139,11 @@ def _scan_layout(
         image_files, mask_files = images.get(key, []), masks.get(key, [])
         for files, what in ((image_files, "photo"), (mask_files, "mask")):
             if len(files) > 1:
-                names = ", ".join(_display(f, root) for f in files)
+                names = ", ".join(relative_to_root(f, root) for f in files)
                 result.problems.append(
                     Problem(
                         "duplicate stem",
-                        _display(files[0], root),
+                        relative_to_root(files[0], root),
                         f"{len(files)} {what} files share one stem: {names}",
                         "keep one file per stem in each category",
                     )
@@ -166,8 +160,8 @@ def _scan_layout(
             result.problems.append(
                 Problem(
                     "missing mask",
-                    _display(image, root),
-                    f"no mask for this photo; expected e.g. {_display(expected, root)}",
+                    relative_to_root(image, root),
+                    f"no mask for this photo; expected e.g. {relative_to_root(expected, root)}",
                     "add the mask (masks share the photo's category folder and file stem)",
                 )
             )
@@ -179,7 +173,7 @@ def _scan_layout(
             result.problems.append(
                 Problem(
                     "missing photo",
-                    _display(mask, root),
+                    relative_to_root(mask, root),
                     "mask without a photo of the same stem in the twin Images folder",
                     "add the photo or remove the stray mask",
                 )
@@ -194,9 +188,9 @@ def _scan_layout(
             result.problems.append(
                 Problem(
                     "size mismatch",
-                    _display(image, root),
+                    relative_to_root(image, root),
                     f"photo is {image_header[0]}x{image_header[1]} (after EXIF rotation) but "
-                    f"mask {_display(mask, root)} is {mask_header[0]}x{mask_header[1]}",
+                    f"mask {relative_to_root(mask, root)} is {mask_header[0]}x{mask_header[1]}",
                     "re-export the mask at the photo's size and orientation",
                 )
             )
@@ -216,7 +210,7 @@ def _header(path: Path, what: str, root: Path, result: ScanResult) -> tuple[int,
         return read_header(path)
     except ImageReadError as err:
         kind, message, fix = read_problem(err, what, path)
-        result.problems.append(Problem(kind, _display(path, root), message, fix))
+        result.problems.append(Problem(kind, relative_to_root(path, root), message, fix))
         return None
 
 

@@ -197,6 +197,14 @@ def portable_path(path: str | os.PathLike) -> str:
 _ESCAPED_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
 
 
+def relative_to_root(path: str | os.PathLike, root: Path) -> str:
+    """``path`` as reports show it: relative to the data root when inside it, portable text."""
+    try:
+        return portable_path(Path(path).relative_to(root).as_posix())
+    except ValueError:
+        return portable_path(path)
+
+
 def local_path(text: str | os.PathLike) -> str:
     """The file a :func:`portable_path` text names (a path that exists as written wins)."""
     text = os.fspath(text)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from nail_segformer.data.discovery import DataError, Pair
-from nail_segformer.data.files import local_path, portable_path
+from nail_segformer.data.files import local_path, portable_path, relative_to_root
 
-__all__ = ["SPLITS", "split_pairs", "write_manifest", "read_manifest", "relative_to_root"]
+__all__ = ["SPLITS", "split_pairs", "write_manifest", "read_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +122,6 @@ def write_manifest(
                     p.split,
                 ]
             )
-
-
-def relative_to_root(path: str, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return path
 
 
 def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike) -> list[Pair]:

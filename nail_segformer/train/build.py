@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from nail_segformer.data import DataError, load_splits, parse_nail_values, write_manifest
 from nail_segformer.data.bad_pairs import add_problems, merge_skipped
-from nail_segformer.data.splits import relative_to_root
+from nail_segformer.data.files import relative_to_root
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.train.args import DataArguments, ModelArguments
 from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, TRAINING_FAILURES_NAME
