@@ -618,3 +618,25 @@ def test_the_trainer_never_averages_tokens_whatever_its_arguments(tmp_path):
     trainer = NailTrainer(model=build_model("tiny", seed=0), args=args)
     assert trainer.args.average_tokens_across_devices is False
     assert args.average_tokens_across_devices is True  # the caller's arguments are untouched
+
+
+def test_auto_class_weights_count_the_cached_label_maps_without_decoding_a_mask(
+    synthetic_root, tmp_path, monkeypatch
+):
+    from nail_segformer import data
+    from nail_segformer.data.cache import build_resized_cache
+    from nail_segformer.train import build
+
+    files = data.load_splits(synthetic_root)[0]["train"]
+    from_files = build._auto_class_weights(files)
+    cached, problems = build_resized_cache(files, 512, cache_dir=tmp_path)
+    assert problems == []
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a mask file was decoded again")
+
+    monkeypatch.setattr(data, "load_labels", no_decoding)
+    from_cache = build._auto_class_weights(cached)
+    # The cache holds the masks at the working size: the shares move a little, not the weights.
+    assert from_cache == pytest.approx(from_files, rel=0.1)
+    assert from_cache[1] > 5 * from_cache[0]  # nails are the rare class

@@ -152,18 +152,26 @@ _CLASS_WEIGHT_SAMPLE = 256
 
 
 def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list[float]:
+    """Median-frequency weights from the label pixels of up to ``_CLASS_WEIGHT_SAMPLE`` training
+    masks: the resize cache's label maps when the split holds them (each mask was decoded once
+    already, to build the cache), else the mask files."""
     import numpy as np
 
     from nail_segformer.data import ImageReadError, load_labels
     from nail_segformer.losses import compute_class_weights
 
-    paths = train_dataset.cast_column("label", _undecoded())["label"][:_CLASS_WEIGHT_SAMPLE]
+    sample = train_dataset.select(range(min(_CLASS_WEIGHT_SAMPLE, len(train_dataset))))
+    if "label_map" in sample.column_names:
+        maps = [np.frombuffer(m, dtype=np.uint8) for m in sample["label_map"]]
+    else:
+        maps = []
+        for value in sample.cast_column("label", _undecoded())["label"]:
+            try:
+                maps.append(load_labels(value["path"], nail_values))
+            except ImageReadError:
+                continue  # training reports (or skips) it, by --on_bad_pair
     counts = np.zeros(len(ID2LABEL), dtype=np.int64)
-    for value in paths:
-        try:
-            labels = load_labels(value["path"], nail_values)
-        except ImageReadError:
-            continue  # training reports (or skips) it, by --on_bad_pair
+    for labels in maps:
         # minlength 256: ignored pixels (255) are counted apart, then left out.
         counts += np.bincount(labels.ravel(), minlength=256)[: len(ID2LABEL)]
     return compute_class_weights(counts.tolist())
