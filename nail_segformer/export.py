@@ -315,6 +315,25 @@ def run_pairs(
     return pairs
 
 
+def folder_pairs(images: str | os.PathLike, masks: str | os.PathLike) -> list[tuple]:
+    """``(photo, mask)`` paths of the photos under ``images`` that have a mask under ``masks``
+    (``Masks/<category>/<stem>.*``, as ``predict --masks`` finds them); others are named."""
+    from nail_segformer.predict.evaluation import MaskLookup
+    from nail_segformer.predict.outputs import expand_inputs
+
+    lookup = MaskLookup(masks)
+    items, _ = expand_inputs([str(images)], skip=[masks])
+    pairs = []
+    for item in items:
+        try:
+            pairs.append((item.path, lookup.find(item.category, item.path.stem)))
+        except LookupError as err:
+            print(f"quality gate: passing over {item.path}: {err}", file=sys.stderr)
+    if not pairs:
+        raise ValueError(f"no photo under {images} has a mask under {masks}")
+    return pairs
+
+
 def quality_gate(folder: str | os.PathLike, pairs: list) -> dict:
     """Score both files of ``folder/onnx`` on photos with masks; say whether int8 may stay.
 
@@ -370,11 +389,11 @@ def card_section(files: list[str], gate: dict | None) -> str:
     lines = [_CARD_START, "## ONNX", "", "Exported with `python -m nail_segformer.export`:", ""]
     lines += [f"- `onnx/{name}`" for name in files]
     if gate is None:
-        lines += ["", "The int8 file was not scored on photos with masks (no `--data_root`)."]
+        lines += ["", "The int8 file was not scored on photos with masks."]
     else:
         lines += [
             "",
-            f"On {gate['photos']} validation photos: nail IoU {gate['fp32_iou_nail']:.4f} "
+            f"On {gate['photos']} photos with masks: nail IoU {gate['fp32_iou_nail']:.4f} "
             f"(fp32), {gate['int8_iou_nail']:.4f} (int8); int8's nail masks overlap fp32's "
             f"with an IoU of {gate['int8_mask_iou']:.4f}.",
         ]
@@ -498,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the run's data folder: score fp32 and int8 on its validation split and keep int8 "
         f"only within {GATE_IOU_DROP} nail IoU of fp32",
     )
+    parser.add_argument(
+        "--masks", default=None, help="with --images: their masks, to score fp32 and int8 on"
+    )
     parser.add_argument("--push_to_hub", action="store_true", help="publish onnx/ and the card")
     parser.add_argument("--hub_model_id", default=None, help="the model repo to publish to")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
@@ -528,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--model {args.model} is a Hub id: pass --output FOLDER to write the export")
     if args.images is not None and not Path(args.images).is_dir():
         parser.error(f"--images {args.images} is not a folder of photos")
+    if args.masks is not None and (args.images is None or args.data_root is not None):
+        parser.error("--masks scores the --images photos: pass --images too, and not --data_root")
+    if args.masks is not None and not Path(args.masks).is_dir():
+        parser.error(f"--masks {args.masks} is not a folder")
     if args.data_root is not None and not Path(args.model).is_dir():
         parser.error(
             "--data_root scores a training run's validation split: --model must be its folder"
@@ -547,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs = None
         if args.data_root:
             pairs = run_pairs(args.model, args.data_root, "validation")
+        elif args.masks:
+            pairs = folder_pairs(args.images, args.masks)
         if args.images:
             calibration = _calibration_photos([args.images])
         elif args.data_root:  # the run's training photos
@@ -593,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     if paths.get("int8") is not None and pairs is not None:
         gate = quality_gate(folder, pairs)
         print(
-            f"quality gate on {gate['photos']} validation photos: nail IoU fp32 "
+            f"quality gate on {gate['photos']} photos with masks: nail IoU fp32 "
             f"{gate['fp32_iou_nail']:.4f}, int8 {gate['int8_iou_nail']:.4f}; int8 masks against "
             f"fp32's: IoU {gate['int8_mask_iou']:.4f}"
         )
@@ -605,7 +633,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"fp32's masks with an IoU of at least {GATE_MASK_IOU}; onnx/ holds fp32 only"
             )
     elif paths.get("int8") is not None:
-        print("the int8 file was not scored on photos with masks: pass --data_root DATA")
+        print(
+            "the int8 file was not scored on photos with masks: pass --data_root DATA, or "
+            "--images DIR --masks DIR"
+        )
     card = Path(folder) / "README.md"
     has_card = card.is_file()
     if not has_card and Path(args.model, "README.md").is_file():

@@ -193,7 +193,7 @@ def test_the_gate_scores_both_files_on_the_validation_split_and_the_card_says_so
     folder, data_root = learned_copy
     code, stdout = _export(["--model", str(folder), "--data_root", str(data_root)])
     assert code == 0, stdout
-    gate = re.search(r"quality gate on (\d+) validation photos: nail IoU fp32 ([\d.]+), int8 "
+    gate = re.search(r"quality gate on (\d+) photos with masks: nail IoU fp32 ([\d.]+), int8 "
                      r"([\d.]+); int8 masks against fp32's: IoU ([\d.]+)", stdout)  # fmt: skip
     assert gate, stdout
     photos, fp32, int8, agreement = int(gate[1]), *map(float, gate.groups()[1:])
@@ -240,3 +240,15 @@ def test_push_publishes_the_onnx_files_and_the_card(learned_copy, tmp_path):
         (commit,) = hub.commits_to("me/nails")
     assert sorted(commit.files) == ["README.md", "onnx/model.onnx", "onnx/model_quantized.onnx"]
     assert b"## ONNX" in commit.files["README.md"] and b"license" in commit.files["README.md"]
+
+
+def test_the_gate_scores_a_folder_of_photos_with_their_masks(learned_copy, tmp_path):
+    folder, data_root = learned_copy
+    out = tmp_path / "export"
+    argv = ["--model", str(folder), "--output", str(out), "--images", str(data_root / "Images"),
+            "--masks", str(data_root / "Masks")]  # fmt: skip
+    code, stdout = _export(argv)
+    assert code == 0, stdout
+    photos = len(list((data_root / "Images").rglob("*.png")))
+    assert f"quality gate on {photos} photos with masks" in stdout
+    assert (out / "onnx" / "model_quantized.onnx").is_file()
