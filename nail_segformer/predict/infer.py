@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from nail_segformer.data.transforms import processor_size
 from nail_segformer.labels import BACKGROUND, NAIL
+from nail_segformer.losses import upsample_logits
 
 __all__ = [
     "DEVICE_CHOICES",
@@ -225,13 +225,6 @@ class OnnxRunner:
         return torch.from_numpy(self.session.run(["logits"], feed)[0])
 
 
-def _upsample(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, C, h, w) -> (N, C, *size), bilinear as in ``post_process_semantic_segmentation``."""
-    if tuple(scores.shape[-2:]) == tuple(size):
-        return scores
-    return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
-
-
 # Elements of float work per band of rows: big enough to keep the kernels busy, small enough
 # that a band of a 200 MP photo stays near 64 MB.
 _BAND_ELEMENTS = 1 << 24
@@ -277,7 +270,7 @@ class Scores:
         k, c, h, _ = self.values.shape
         # The width pass runs once at the model's row count; F.interpolate's row scale is
         # then 1, so only its column weights apply, exactly as in a full-size interpolation.
-        wide = _upsample(self.values, (h, width))
+        wide = upsample_logits(self.values, (h, width))
         rows = max(1, _BAND_ELEMENTS // (k * max(c, 2) * width))
         for start in range(0, height, rows):
             stop = min(height, start + rows)
@@ -405,7 +398,7 @@ def slide_scores(
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start : start + batch_size]
         crops = np.stack([pixels[:, t : t + win_h, x : x + win_w] for t, x in chunk])
-        probs = _upsample(runner(_with_mirror(crops, tta)), (win_h, win_w)).softmax(1)
+        probs = upsample_logits(runner(_with_mirror(crops, tta)), (win_h, win_w)).softmax(1)
         if tta:
             probs = (probs[: len(chunk)] + probs[len(chunk) :].flip(-1)) / 2
         if total is None:
