@@ -161,17 +161,20 @@ def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list
     from nail_segformer.losses import compute_class_weights
 
     sample = train_dataset.select(range(min(_CLASS_WEIGHT_SAMPLE, len(train_dataset))))
-    if "label_map" in sample.column_names:
-        maps = [np.frombuffer(m, dtype=np.uint8) for m in sample["label_map"]]
-    else:
-        maps = []
-        for value in sample.cast_column("label", _undecoded())["label"]:
+
+    def label_maps():  # one at a time: 256 full-size masks would not fit in memory together
+        if "label_map" in sample.column_names:
+            for row in sample.select_columns(["label_map"]):
+                yield np.frombuffer(row["label_map"], dtype=np.uint8)
+            return
+        for row in sample.cast_column("label", _undecoded()).select_columns(["label"]):
             try:
-                maps.append(load_labels(value["path"], nail_values))
+                yield load_labels(row["label"]["path"], nail_values)
             except ImageReadError:
                 continue  # training reports (or skips) it, by --on_bad_pair
+
     counts = np.zeros(len(ID2LABEL), dtype=np.int64)
-    for labels in maps:
+    for labels in label_maps():
         # minlength 256: ignored pixels (255) are counted apart, then left out.
         counts += np.bincount(labels.ravel(), minlength=256)[: len(ID2LABEL)]
     return compute_class_weights(counts.tolist())
