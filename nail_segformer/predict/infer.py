@@ -277,17 +277,14 @@ class Scores:
             low, high, weight = _source_rows(h, height, start, stop)
             weight = weight.to(wide.device)[:, None]
             band = wide[:, :, low] * (1 - weight) + wide[:, :, high] * weight
-            if self.kind == "margin":
-                # Two classes: the nail's softmax share is the sigmoid of the logits' margin.
-                band = torch.cat([-band, band], 1) if k > 1 else band
-            elif self.kind == "logits":
-                band = band.softmax(1)
-            if self.kind == "margin" and k == 1:
-                probability = band[0, 0].sigmoid()
-                argmax = band[0, 0] > 0
+            if self.kind == "margin" and k == 1:  # the argmax is exactly "margin above 0"
+                probability, argmax = band[0, 0].sigmoid(), band[0, 0] > 0
             else:
                 if self.kind == "margin":
-                    band = band.sigmoid()
+                    # Two classes: each one's softmax share is the sigmoid of its margin.
+                    band = torch.cat([-band, band], 1).sigmoid()
+                elif self.kind == "logits":
+                    band = band.softmax(1)
                 mean = band.mean(0)
                 probability, argmax = mean[NAIL], mean.argmax(0) == NAIL
             yield start, probability, argmax if threshold is None else probability > threshold
