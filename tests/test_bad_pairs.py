@@ -154,8 +154,12 @@ def test_a_stop_from_a_worker_names_the_file_without_the_traceback(tmp_path):
         '  File "worker.py", line 1, in _worker_loop\n'
         "nail_segformer.data.files.PairReadError: cannot decode photo /d/Images/1/p3.jpg: truncated"
     )
-    message = str(bad_pair_stop(err, str(tmp_path), step=7))
+    message = str(bad_pair_stop(err, str(tmp_path), step=7, training_files=["/d/Images/1/p3.jpg"]))
     assert message.startswith(
         "training stopped at step 7 on an unreadable pair: cannot decode photo /d/Images/1/p3.jpg"
     )
     assert "Traceback" not in message and "--overwrite_output_dir" in message
+    assert "--on_bad_pair skip" in message
+    # An evaluation photo is never skipped: the option is not offered for it.
+    validation = str(bad_pair_stop(err, str(tmp_path), step=7, training_files=["/d/p9.jpg"]))
+    assert "--on_bad_pair" not in validation

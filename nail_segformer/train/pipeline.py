@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -134,7 +135,9 @@ def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def bad_pair_stop(err: PairReadError, output_dir: str, step: int) -> DataError:
+def bad_pair_stop(
+    err: PairReadError, output_dir: str, step: int, training_files: Iterable[str] = ()
+) -> DataError:
     """The error that ends a run stopped by an unreadable pair: the file and how to go on.
 
     Args:
@@ -142,6 +145,8 @@ def bad_pair_stop(err: PairReadError, output_dir: str, step: int) -> DataError:
             last line is the original error).
         output_dir: the run's folder, for the checkpoint a rerun resumes from.
         step: the optimizer step training stopped at.
+        training_files: the training split's photos and masks; ``--on_bad_pair skip`` is
+            offered only for those (evaluation photos are never skipped).
     """
     last = run_dir.find_last_checkpoint(output_dir)
     if last is not None:
@@ -154,10 +159,15 @@ def bad_pair_stop(err: PairReadError, output_dir: str, step: int) -> DataError:
             "with --overwrite_output_dir"
         )
     reason = re.sub(r"^[\w.]*Error: ", "", str(err).strip().splitlines()[-1])
+    skip = ""
+    if any(name in reason for name in training_files):
+        skip = (
+            "; or add --on_bad_pair skip to train without such pairs (they are then listed in "
+            "bad_pairs.json)"
+        )
     return DataError(
-        f"training stopped at step {step} on an unreadable pair: {reason}. To go on, {resume}; "
-        "or add --on_bad_pair skip to train without such pairs (they are then listed in "
-        "bad_pairs.json)."
+        f"training stopped at step {step} on an unreadable pair: {reason}. To go on, "
+        f"{resume}{skip}."
     )
 
 
@@ -232,7 +242,13 @@ def _run(data_args, model_args, training_args, resume_from) -> dict[str, dict[st
             raise
         raise run_dir.disk_full_stop(training_args.output_dir, trainer.state.global_step) from err
     except PairReadError as err:
-        raise bad_pair_stop(err, training_args.output_dir, trainer.state.global_step) from err
+        from datasets import Image
+
+        train = dataset_dict["train"].cast_column("image", Image(decode=False))
+        train = train.cast_column("label", Image(decode=False))
+        files = [v["path"] for column in ("image", "label") for v in train[column]]
+        step = trainer.state.global_step
+        raise bad_pair_stop(err, training_args.output_dir, step, files) from err
     finally:
         stopper.restore()
     if stop_signal is not None:
