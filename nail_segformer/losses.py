@@ -30,10 +30,39 @@ __all__ = [
     "dice_loss",
     "focal_loss",
     "lovasz_softmax_loss",
+    "parse_class_weights",
     "upsample_logits",
 ]
 
 LOSS_NAMES = ("ce", "dice_ce", "focal", "lovasz", "lovasz_ce")
+
+
+def parse_class_weights(text: str, num_classes: int) -> list[float] | str | None:
+    """``--class_weights`` read: ``None`` for ``none``, ``"auto"``, or one weight per class.
+
+    Raises:
+        ValueError: anything else, or weights that :class:`SegmentationLoss` would refuse.
+    """
+    if text in ("none", "auto"):
+        return None if text == "none" else text
+    try:
+        weights = [float(w) for w in text.split(",")]
+        _check_weights(torch.tensor(weights), weights)
+    except ValueError:
+        weights = []
+    if len(weights) != num_classes:
+        raise ValueError(
+            f"--class_weights must be 'none', 'auto' or {num_classes} non-negative numbers "
+            f"separated by commas, got {text!r}"
+        )
+    return weights
+
+
+def _check_weights(weights: torch.Tensor, given: Sequence[float]) -> None:
+    if weights.ndim != 1 or not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(
+            f"class_weights must be finite non-negative numbers, one per class, got {list(given)}"
+        )
 
 
 def _check_shapes(logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -306,11 +335,7 @@ class SegmentationLoss(nn.Module):
         weights = None
         if class_weights is not None:
             weights = torch.tensor(list(class_weights), dtype=torch.float32)
-            if weights.ndim != 1 or not torch.isfinite(weights).all() or (weights < 0).any():
-                raise ValueError(
-                    f"class_weights must be finite non-negative numbers, one per class, got "
-                    f"{list(class_weights)}"
-                )
+            _check_weights(weights, class_weights)
         self.register_buffer("class_weights", weights)
 
     def extra_repr(self) -> str:

@@ -102,6 +102,10 @@ TRAIN_CASES = {
         ("warmup_steps",),
     ),
     "bad value from the config file": ([CONFIG, *BASE], ("--image_size", "set in", "cfg.yaml")),
+    "bad choice from the config file": ([CONFIG, *BASE], ("on_bad_pair", "cfg.yaml", "skip")),
+    "bad preset": ([*BASE, "--from_scratch_preset", "mit-b9"], ("--from_scratch_preset", "tiny")),
+    "bad probability": ([*BASE, "--hflip_probability", "1.5"], ("--hflip_probability", "[0, 1]")),
+    "bad class weights": ([*BASE, "--class_weights", "1,nan"], ("--class_weights", "'auto'")),
     # Experiment trackers, checked before the data is read (the Trainer would only fail after).
     "tracker not installed": (
         [*BASE, "--report_to", "tensorboard"],
@@ -130,6 +134,7 @@ CONFIG_TEXTS = {
     "unknown config key": "learning_rat: 0.1\n",
     "unquoted YAML no": "eval_strategy: no\n",
     "bad value from the config file": "image_size: 100\n",
+    "bad choice from the config file": "on_bad_pair: ignore\n",
 }
 
 

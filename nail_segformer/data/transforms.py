@@ -43,6 +43,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def check_side(name: str, value: int) -> None:
+    """Raise ``ValueError`` unless ``value`` (an input or patch side) is a multiple of 32.
+
+    SegFormer's encoder downsamples by 32, so other sides leave feature maps that do not tile.
+    """
+    if value < 32 or value % 32:
+        raise ValueError(f"{name} must be a multiple of 32, at least 32; got {value}")
+
+
+def check_probability(name: str, value: float) -> None:
+    """Raise ``ValueError`` unless ``value`` is in [0, 1]."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+
+
 def load_image_processor(
     source: str | os.PathLike | None = None, size: int | None = None, **hub_kwargs: Any
 ):
@@ -63,8 +78,7 @@ def load_image_processor(
 
     overrides: dict[str, Any] = {"do_reduce_labels": False}
     if size is not None:
-        if size < 32 or size % 32:
-            raise ValueError(f"--image_size must be a multiple of 32 and at least 32, got {size}")
+        check_side("--image_size", size)
         overrides["size"] = {"height": size, "width": size}
     if source is None:
         return SegformerImageProcessorPil(**overrides)
@@ -217,8 +231,7 @@ def build_train_transforms(
         ("compression_p", compression_p),
         ("nail_crop_p", nail_crop_p),
     ):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+        check_probability(name, p)
     patch = []
     if crop_size is not None:
         if not 1 <= crop_size <= min(height, width):

@@ -14,10 +14,11 @@ from pathlib import Path
 from transformers import TrainingArguments
 
 from nail_segformer.data import ON_BAD_PAIR_CHOICES, parse_nail_values
+from nail_segformer.data.transforms import check_probability, check_side
 from nail_segformer.labels import ID2LABEL
-from nail_segformer.losses import LOSS_NAMES
+from nail_segformer.losses import LOSS_NAMES, parse_class_weights
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS, check_model_reference
-from nail_segformer.train.optim import NO_DECAY_RULES
+from nail_segformer.train.optim import NO_DECAY_RULES, check_head_lr_multiplier
 
 __all__ = ["DataArguments", "ModelArguments", "NailTrainingArguments"]
 
@@ -145,33 +146,16 @@ class DataArguments:
             raise ValueError("--data_root is required: the folder holding Images/ and Masks/")
         if self.synthetic_samples < 0:
             raise ValueError(f"--synthetic_samples must be >= 0, got {self.synthetic_samples}")
-        if self.on_bad_pair not in ON_BAD_PAIR_CHOICES:
-            raise ValueError(
-                f"--on_bad_pair must be one of {ON_BAD_PAIR_CHOICES}, got {self.on_bad_pair!r}"
-            )
-        if self.image_size is not None and (self.image_size < 32 or self.image_size % 32):
-            raise ValueError(
-                f"--image_size must be a multiple of 32, at least 32; got {self.image_size}"
-            )
+        # Choices are checked by argparse (and parsing, for a config file). Sides and
+        # probabilities by the functions that use them: called here too, a bad value is a
+        # usage error before anything is loaded.
+        for name in ("image_size", "train_crop_size"):
+            if getattr(self, name) is not None:
+                check_side(f"--{name}", getattr(self, name))
         if not 0.0 < self.crop_scale_min <= 1.0:
             raise ValueError(f"--crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
-        if self.train_crop_size is not None:
-            if self.train_crop_size < 32 or self.train_crop_size % 32:
-                raise ValueError(
-                    "--train_crop_size must be a multiple of 32, at least 32; got "
-                    f"{self.train_crop_size}"
-                )
-            if self.image_size is not None and self.train_crop_size > self.image_size:
-                raise ValueError(
-                    f"--train_crop_size ({self.train_crop_size}) must not exceed --image_size "
-                    f"({self.image_size})"
-                )
-        if not 0.0 <= self.nail_crop_probability <= 1.0:
-            raise ValueError(
-                f"--nail_crop_probability must be in [0, 1], got {self.nail_crop_probability}"
-            )
-        if not 0.0 <= self.hflip_probability <= 1.0:
-            raise ValueError(f"--hflip_probability must be in [0, 1], got {self.hflip_probability}")
+        check_probability("--nail_crop_probability", self.nail_crop_probability)
+        check_probability("--hflip_probability", self.hflip_probability)
         if not 0.0 <= self.rotate_limit <= 180.0:
             raise ValueError(f"--rotate_limit must be in [0, 180], got {self.rotate_limit}")
         for name in ("max_train_samples", "max_eval_samples"):
@@ -194,8 +178,8 @@ class ModelArguments:
     from_scratch_preset: str | None = field(
         default=None,
         metadata={
-            "help": "Train from random weights at this size instead of fine-tuning "
-            f"({', '.join(sorted(MODEL_PRESETS))}).",
+            "help": "Train from random weights at this size instead of fine-tuning.",
+            "choices": sorted(MODEL_PRESETS),
         },
     )
     model_revision: str | None = field(
@@ -226,22 +210,7 @@ class ModelArguments:
                 "--model_name_or_path",
                 "check the path, or train from scratch with --from_scratch_preset",
             )
-        if self.from_scratch_preset is not None and self.from_scratch_preset not in MODEL_PRESETS:
-            raise ValueError(
-                f"--from_scratch_preset must be one of {sorted(MODEL_PRESETS)}, got {self.from_scratch_preset!r}"
-            )
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"--loss must be one of {LOSS_NAMES}, got {self.loss!r}")
-        if self.class_weights not in ("none", "auto"):
-            try:
-                weights = [float(w) for w in self.class_weights.split(",")]
-            except ValueError:
-                weights = []
-            if len(weights) != len(ID2LABEL) or any(w < 0 for w in weights):
-                raise ValueError(
-                    f"--class_weights must be 'none', 'auto' or {len(ID2LABEL)} non-negative numbers "
-                    f"separated by commas, got {self.class_weights!r}"
-                )
+        parse_class_weights(self.class_weights, len(ID2LABEL))
         if self.dice_weight < 0:
             raise ValueError(f"--dice_weight must be >= 0, got {self.dice_weight}")
 
@@ -362,13 +331,8 @@ class NailTrainingArguments(TrainingArguments):
             self.dataloader_persistent_workers = self.dataloader_num_workers > 0  # needs workers
         if self.disable_tqdm is None:
             self.disable_tqdm = not sys.stderr.isatty()
-        if self.head_lr_multiplier is not None and not self.head_lr_multiplier > 0:
-            raise ValueError(f"--head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
-        if self.no_weight_decay_for is not None and self.no_weight_decay_for not in NO_DECAY_RULES:
-            raise ValueError(
-                f"--no_weight_decay_for must be one of {NO_DECAY_RULES}, got "
-                f"{self.no_weight_decay_for!r}"
-            )
+        if self.head_lr_multiplier is not None:
+            check_head_lr_multiplier("--head_lr_multiplier", self.head_lr_multiplier)
         if self.average_tokens_across_devices:
             # The Trainer would count label pixels as tokens and multiply our per-batch mean
             # loss by the number of processes.

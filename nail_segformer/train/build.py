@@ -18,6 +18,7 @@ from nail_segformer.data.bad_pairs import add_problems, merge_skipped
 from nail_segformer.data.files import relative_to_root
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.train.args import DataArguments, ModelArguments
+from nail_segformer.train.parsing import ArgumentsError
 from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, TRAINING_FAILURES_NAME
 
 __all__ = [
@@ -133,13 +134,11 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
 
 def build_loss(model_args: ModelArguments, train_dataset, nail_values: tuple | None = None):
     """The ``SegmentationLoss`` named by ``--loss``, with class weights resolved."""
-    from nail_segformer.losses import SegmentationLoss
+    from nail_segformer.losses import SegmentationLoss, parse_class_weights
 
-    weights = None
-    if model_args.class_weights == "auto":
+    weights = parse_class_weights(model_args.class_weights, len(ID2LABEL))
+    if weights == "auto":
         weights = _auto_class_weights(train_dataset, nail_values)
-    elif model_args.class_weights != "none":
-        weights = [float(w) for w in model_args.class_weights.split(",")]
     if weights is not None:
         logger.info("class weights: %s", dict(zip(ID2LABEL.values(), weights, strict=True)))
     return SegmentationLoss(
@@ -310,20 +309,22 @@ def build_trainer(model, processor, dataset_dict, data_args, model_args, trainin
 
     height, width = processor_size(processor)
     crop = data_args.train_crop_size
-    if crop is not None and crop > min(height, width):
-        raise ValueError(
-            f"--train_crop_size ({crop}) must not exceed the processor's size {height}x{width}"
+    try:
+        augment = build_train_transforms(
+            height,
+            width,
+            scale=(data_args.crop_scale_min, 1.0),
+            hflip=data_args.hflip_probability,
+            rotate_limit=data_args.rotate_limit,
+            **({} if data_args.photometric_augmentation else _NO_PHOTOMETRIC),
+            crop_size=crop,
+            nail_crop_p=data_args.nail_crop_probability,
         )
-    augment = build_train_transforms(
-        height,
-        width,
-        scale=(data_args.crop_scale_min, 1.0),
-        hflip=data_args.hflip_probability,
-        rotate_limit=data_args.rotate_limit,
-        **({} if data_args.photometric_augmentation else _NO_PHOTOMETRIC),
-        crop_size=crop,
-        nail_crop_p=data_args.nail_crop_probability,
-    )
+    except ValueError as err:  # the arguments' own checks passed: the patch is too large
+        raise ArgumentsError(
+            f"--train_crop_size {crop} must not exceed the input size {height}x{width} "
+            "(--image_size, else the checkpoint's processor size)"
+        ) from err
     # Photos are brought down once to a size where the smallest crop still needs no upscaling;
     # decoding 12 MP every epoch would cost more than the rest of a sample.
     size = working_size(max(height, width), data_args.crop_scale_min)

@@ -48,8 +48,13 @@ class OptimizerRecipe:
     def __post_init__(self):
         if self.no_decay not in NO_DECAY_RULES:
             raise ValueError(f"no_decay must be one of {NO_DECAY_RULES}, got {self.no_decay!r}")
-        if not self.head_lr_multiplier > 0:
-            raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
+        check_head_lr_multiplier("head_lr_multiplier", self.head_lr_multiplier)
+
+
+def check_head_lr_multiplier(name: str, value: float) -> None:
+    """Raise ``ValueError`` unless the head's learning-rate multiplier is positive."""
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
 
 
 def optimizer_parameter_groups(

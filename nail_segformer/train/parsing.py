@@ -352,10 +352,21 @@ def _read_config_file(path: str, parser: HfArgumentParser) -> dict[str, Any]:
             f"unknown setting(s) in {path}: {', '.join(named)}; valid names are the flags of "
             "`python run_finetune.py --help`, without the dashes"
         )
+    choices = {
+        f.name: f.metadata["choices"]
+        for dtype in parser.dataclass_types
+        for f in fields(dtype)
+        if "choices" in f.metadata
+    }
     for key, value in config.items():
         if isinstance(value, bool) and _takes_words(settings[key]):
             raise ArgumentsError(
                 f"{key} in {path} is {_format(value)}, but {key} takes a word: YAML reads an "
                 f'unquoted no/yes/off/on as false/true; quote it, e.g. {key}: "no"'
+            )
+        # argparse checks the choices of a flag, not of a default (which a config value is).
+        if key in choices and value not in choices[key]:
+            raise ArgumentsError(
+                f"{key} in {path} is {value!r}; choose from {', '.join(map(str, choices[key]))}"
             )
     return config
