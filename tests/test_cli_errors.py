@@ -101,7 +101,7 @@ TRAIN_CASES = {
         [*BASE, "--warmup_steps", "-1"],
         ("warmup_steps",),
     ),
-    "bad value from the config file": ([CONFIG, *BASE], ("--image_size", "set in", "cfg.yaml")),
+    "bad value from the config file": ([CONFIG, *BASE], ("--image_size 100 from", "cfg.yaml")),
     "bad choice from the config file": ([CONFIG, *BASE], ("on_bad_pair", "cfg.yaml", "skip")),
     "bad preset": ([*BASE, "--from_scratch_preset", "mit-b9"], ("--from_scratch_preset", "tiny")),
     "bad probability": ([*BASE, "--hflip_probability", "1.5"], ("--hflip_probability", "[0, 1]")),

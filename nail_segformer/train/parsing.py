@@ -201,15 +201,6 @@ def _derived_defaults(
     return {}, []
 
 
-def _is_multiple(save_steps: float, eval_steps: float) -> bool:
-    """What TrainingArguments requires of the two for ``load_best_model_at_end``."""
-    if save_steps % eval_steps == 0:
-        return True
-    if save_steps < 1 and eval_steps < 1:  # both fractions of the run: compare them exactly
-        return round(save_steps * 1_000_000) % round(eval_steps * 1_000_000) == 0
-    return False
-
-
 # The pip package of each tracker integration whose name is not its own.
 _TRACKER_PACKAGES = {"azure_ml": "azureml-core", "flyte": "flytekit", "kubeflow": "kfp"}
 
@@ -261,41 +252,6 @@ def _check_training_values(values: dict[str, Any], origins: _Origins) -> None:
             "must be 0 (load in the main process) or more"
         )
 
-    if not values["load_best_model_at_end"] or values["save_strategy"] == "best":
-        return
-    best = origins.describe("load_best_model_at_end", True)
-    evals, saves = values["eval_strategy"], values["save_strategy"]
-    if evals == "no":
-        raise ArgumentsError(
-            f"{best} reloads the best evaluated checkpoint, but "
-            f"{origins.describe('eval_strategy', evals)} turns evaluation off: pass "
-            "--eval_strategy epoch (or steps), or leave out --load_best_model_at_end"
-        )
-    if evals != saves:
-        raise ArgumentsError(
-            f"{origins.describe('eval_strategy', evals)} and "
-            f"{origins.describe('save_strategy', saves)}: with {best}, a checkpoint must be "
-            f"saved at every evaluation; pass --save_strategy {evals} too, or "
-            "--load_best_model_at_end false"
-        )
-    if evals != "steps":
-        return
-    save_steps = values["save_steps"]
-    if values["eval_steps"]:
-        eval_steps = values["eval_steps"]
-        eval_text = origins.describe("eval_steps", eval_steps)
-    else:  # as TrainingArguments does, evaluate every logging_steps
-        eval_steps = values["logging_steps"]
-        eval_text = f"{origins.describe('logging_steps', eval_steps)} (in place of --eval_steps)"
-    if eval_steps and not _is_multiple(save_steps, eval_steps):
-        raise ArgumentsError(
-            f"{origins.describe('save_steps', save_steps)} and {eval_text}: with {best}, a "
-            "checkpoint must be saved at every evaluation, so --save_steps must be a multiple "
-            f"of --eval_steps; pass --eval_steps {_format(save_steps)} (or a divisor of it), "
-            f"or --save_steps {_format(eval_steps)} (or a multiple of it), or "
-            "--load_best_model_at_end false"
-        )
-
 
 def _build(
     parser: HfArgumentParser, values: dict[str, Any], origins: _Origins
@@ -308,13 +264,21 @@ def _build(
             built.append(dtype(**{k: v for k, v in values.items() if k in names}))
         except ValueError as err:
             message = " ".join(str(err).split())  # TrainingArguments' messages span lines
-            from_file = [
-                name
-                for name in dict.fromkeys(re.findall(r"--(\w+)", message))
-                if name in origins.in_config and name not in origins.given
-            ]
-            if from_file:
-                message += f" ({', '.join(from_file)} set in {origins.config_path})"
+            named = [n for n in dict.fromkeys(re.findall(r"--(\w+)", message)) if n in values]
+            if "load_best_model_at_end" in named:  # its rules involve settings it does not name
+                named += ["eval_strategy", "save_strategy"]
+                if values["eval_strategy"] == "steps":  # TrainingArguments' eval_steps default
+                    named += [
+                        "save_steps",
+                        "eval_steps" if values["eval_steps"] else "logging_steps",
+                    ]
+            named = list(dict.fromkeys(named))
+            if len(named) == 1 and named[0] in origins.given:  # the message says it all
+                named = []
+            origin = "; ".join(origins.describe(n, values[n]) for n in named)
+            message = f"{message} ({origin})" if origin else message
+            if "load_best_model_at_end" in named:
+                message += "; --load_best_model_at_end false turns the best-model reload off"
             raise ArgumentsError(message) from err
     return built[0], built[1], built[2]
 
