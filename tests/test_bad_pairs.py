@@ -11,6 +11,7 @@ from support.runs import tiny_run_argv
 from nail_segformer import data
 from nail_segformer.data import DataError, PairReadError
 from nail_segformer.data.bad_pairs import SkipBadPairs, merge_skipped
+from nail_segformer.data.dataset import undecoded
 
 
 class _Split:
@@ -72,15 +73,9 @@ def _copy_with_a_truncated_training_photo(synthetic_root, tmp_path):
     root = tmp_path / "nails"
     shutil.copytree(synthetic_root, root)
     dataset_dict, _, _ = data.load_splits(root)  # the split the run draws (same defaults)
-    photo = dataset_dict["train"].cast_column("image", _undecoded())[0]["image"]["path"]
+    photo = undecoded(dataset_dict["train"])[0]["image"]["path"]
     original = open(photo, "rb").read()
     return root, photo, original
-
-
-def _undecoded():
-    from datasets import Image
-
-    return Image(decode=False)
 
 
 def _truncate(path, original):

@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from nail_segformer.data.dataset import undecoded
 from nail_segformer.data.files import (
     DiskFullError,
     ImageReadError,
@@ -143,10 +144,8 @@ def build_resized_cache(
         ``fix``, as in ``bad_pairs.json``).
     """
     from datasets import Features, Value
-    from datasets import Image as ImageFeature
 
-    dataset = dataset.cast_column("image", ImageFeature(decode=False))
-    dataset = dataset.cast_column("label", ImageFeature(decode=False))
+    dataset = undecoded(dataset)
     paths = dataset.select_columns(["image", "label"]).to_dict()
     image_paths = [value["path"] for value in paths["image"]]
     mask_paths = [value["path"] for value in paths["label"]]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from nail_segformer.data.discovery import DataError, Pair, find_pairs
 from nail_segformer.data.splits import SPLITS, read_manifest, split_pairs
 
-__all__ = ["ON_BAD_PAIR_CHOICES", "build_dataset_dict", "load_splits"]
+__all__ = ["ON_BAD_PAIR_CHOICES", "build_dataset_dict", "load_splits", "undecoded"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,18 @@ def build_dataset_dict(pairs: Sequence[Pair]):
             split=split,
         )
     return DatasetDict(splits)
+
+
+def undecoded(dataset):
+    """``dataset`` with ``image`` and ``label`` as ``{"path", "bytes"}`` instead of decoded images.
+
+    Our loaders then open each file, with errors that name it and the mask rules applied.
+    """
+    from datasets import Image as ImageFeature
+
+    for column in ("image", "label"):
+        dataset = dataset.cast_column(column, ImageFeature(decode=False))
+    return dataset
 
 
 def load_splits(

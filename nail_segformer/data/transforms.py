@@ -435,12 +435,11 @@ def attach_transforms(
     paths so that each file is read by our loaders, with errors that name it. A ``train`` split
     pre-resized by :func:`nail_segformer.data.cache.build_resized_cache` is read from its cache.
     """
-    from datasets import Image as ImageFeature
+    from nail_segformer.data.dataset import undecoded
 
     out = {}
     for split, dataset in dataset_dict.items():
-        dataset = dataset.cast_column("image", ImageFeature(decode=False))
-        dataset = dataset.cast_column("label", ImageFeature(decode=False))
+        dataset = undecoded(dataset)
         if split == "train":
             transform = SegmentationTransform(
                 processor, train_augment, train_resize, working_size, nail_values

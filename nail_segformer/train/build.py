@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 
 from nail_segformer.data import DataError, load_splits, parse_nail_values, write_manifest
 from nail_segformer.data.bad_pairs import add_problems, merge_skipped
+from nail_segformer.data.dataset import undecoded
 from nail_segformer.data.files import relative_to_root
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.train.args import DataArguments, ModelArguments
@@ -166,7 +167,7 @@ def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list
             for row in sample.select_columns(["label_map"]):
                 yield np.frombuffer(row["label_map"], dtype=np.uint8)
             return
-        for row in sample.cast_column("label", _undecoded()).select_columns(["label"]):
+        for row in undecoded(sample).select_columns(["label"]):
             try:
                 yield load_labels(row["label"]["path"], nail_values)
             except ImageReadError:
@@ -177,12 +178,6 @@ def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list
         # minlength 256: ignored pixels (255) are counted apart, then left out.
         counts += np.bincount(labels.ravel(), minlength=256)[: len(ID2LABEL)]
     return compute_class_weights(counts.tolist())
-
-
-def _undecoded():
-    from datasets import Image
-
-    return Image(decode=False)
 
 
 def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, training_args):

@@ -19,6 +19,7 @@ from transformers import TrainingArguments
 from transformers.training_args import ParallelMode
 
 from nail_segformer.data import DataError, PairReadError
+from nail_segformer.data.dataset import undecoded
 from nail_segformer.data.files import is_disk_full
 from nail_segformer.metrics import HEADLINE_METRICS
 from nail_segformer.runtime import configure_cli_process
@@ -242,10 +243,7 @@ def _run(data_args, model_args, training_args, resume_from) -> dict[str, dict[st
             raise
         raise run_dir.disk_full_stop(training_args.output_dir, trainer.state.global_step) from err
     except PairReadError as err:
-        from datasets import Image
-
-        train = dataset_dict["train"].cast_column("image", Image(decode=False))
-        train = train.cast_column("label", Image(decode=False))
+        train = undecoded(dataset_dict["train"])
         files = [v["path"] for column in ("image", "label") for v in train[column]]
         step = trainer.state.global_step
         raise bad_pair_stop(err, training_args.output_dir, step, files) from err
