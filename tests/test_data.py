@@ -336,7 +336,7 @@ _CONVENTIONS = [
 def test_mask_conventions_table(tmp_path, values, mode, expected, convention):
     path = tmp_path / "mask.png"
     Image.fromarray(values, mode).save(path)
-    labels, found = data.load_labels_and_convention(path)
+    labels, found = data.load_labels(path, return_convention=True)
     assert found == convention
     assert labels.dtype == np.uint8
     np.testing.assert_array_equal(labels, expected)
@@ -359,7 +359,7 @@ def test_palette_mask_is_read_by_its_indices_not_its_colours(tmp_path):
     palette = [0, 0, 0, 128, 0, 0] + [0, 0, 0] * 253 + [224, 224, 192]
     image.putpalette(palette)
     image.save(tmp_path / "voc_palette.png")
-    labels, convention = data.load_labels_and_convention(tmp_path / "voc_palette.png")
+    labels, convention = data.load_labels(tmp_path / "voc_palette.png", return_convention=True)
     assert convention == "0/1/255"
     np.testing.assert_array_equal(labels, np.where(_BORDER, 255, _NAIL))
 
@@ -419,8 +419,8 @@ def test_colour_mask_of_several_classes_is_refused(tmp_path):
 )
 def test_nail_values_choose_which_values_are_nail(tmp_path, values, nail_values, expected):
     Image.fromarray(values, "L").save(tmp_path / "m.png")
-    labels, convention = data.load_labels_and_convention(
-        tmp_path / "m.png", data.parse_nail_values(nail_values)
+    labels, convention = data.load_labels(
+        tmp_path / "m.png", data.parse_nail_values(nail_values), return_convention=True
     )
     assert convention == "nail_values"
     np.testing.assert_array_equal(labels, expected)

@@ -43,7 +43,7 @@ from nail_segformer.data.files import (
     local_path,
     read_problem,
 )
-from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair_and_convention
+from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair
 
 __all__ = ["CACHE_FORMAT", "default_cache_dir", "cache_fingerprint", "build_resized_cache"]
 
@@ -84,8 +84,8 @@ def cache_fingerprint(image_paths, mask_paths, size: int, nail_values: tuple | N
 def _resize_example(example: dict, size: int, nail_values: tuple | None) -> dict:
     """``Dataset.map`` function: one pair at the working size, or why it cannot be read."""
     try:
-        image, labels, convention = load_working_pair_and_convention(
-            example["image"]["path"], example["label"]["path"], size, nail_values
+        image, labels, convention = load_working_pair(
+            example["image"]["path"], example["label"]["path"], size, nail_values, True
         )
     except ImageReadError as err:
         # The photo is read first: an error that names the mask is the mask's (its values, its

@@ -13,7 +13,7 @@ from nail_segformer.data.discovery import Pair, Problem, ScanResult
 from nail_segformer.data.files import (
     ImageReadError,
     load_image,
-    load_labels_and_convention,
+    load_labels,
     read_header,
     read_problem,
     relative_to_root,
@@ -59,7 +59,7 @@ def summarize(
             decode_problems.append(_decode_problem(pair.image, "photo", err, scan))
             continue
         try:
-            labels, convention = load_labels_and_convention(pair.mask, nail_values)
+            labels, convention = load_labels(pair.mask, nail_values, return_convention=True)
         except ImageReadError as err:
             decode_problems.append(_decode_problem(pair.mask, "mask", err, scan))
             continue

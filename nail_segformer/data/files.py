@@ -370,24 +370,24 @@ def parse_nail_values(text: str | None) -> tuple[int | tuple[int, int, int], ...
 
 
 def mask_to_labels(
-    mask: Image.Image, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
-) -> np.ndarray:
+    mask: Image.Image,
+    nail_values: tuple[int | tuple[int, int, int], ...] | None = None,
+    return_convention: bool = False,
+):
     """Turn a mask of any PIL mode into a ``uint8`` label map: 0 background, 1 nail, 255 ignore.
 
     The values found decide how they are read (the table in this module's docstring);
-    ``nail_values`` (see :func:`parse_nail_values`) replaces that decision.
+    ``nail_values`` (see :func:`parse_nail_values`) replaces that decision. With
+    ``return_convention``, returns ``(labels, name)``, the name one of ``MASK_CONVENTIONS``.
 
     Raises:
         MaskValuesError: the values match no convention (the message names them, not the file).
     """
-    return mask_labels_and_convention(mask, nail_values)[0]
+    labels, convention = _mask_labels(ImageOps.exif_transpose(mask), nail_values)
+    return (labels, convention) if return_convention else labels
 
 
-def mask_labels_and_convention(
-    mask: Image.Image, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
-) -> tuple[np.ndarray, str]:
-    """:func:`mask_to_labels` and the name of the convention it read (see ``MASK_CONVENTIONS``)."""
-    mask = ImageOps.exif_transpose(mask)
+def _mask_labels(mask: Image.Image, nail_values: tuple | None) -> tuple[np.ndarray, str]:
     colours = [v for v in nail_values or () if isinstance(v, tuple)]
     integers = [v for v in nail_values or () if not isinstance(v, tuple)]
     if mask.mode == "P":
@@ -543,25 +543,22 @@ def _read_colours(rgb: np.ndarray, nail_colours: list[tuple[int, int, int]]):
 
 
 def load_labels(
-    path: str | os.PathLike, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
-) -> np.ndarray:
+    path: str | os.PathLike,
+    nail_values: tuple[int | tuple[int, int, int], ...] | None = None,
+    return_convention: bool = False,
+):
     """Decode a mask file into a ``uint8`` label map (0, 1 and 255; see :func:`mask_to_labels`).
+
+    With ``return_convention``, returns ``(labels, name)`` of the convention it was read by.
 
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
         MaskValuesError: its values match no convention; the message names file and values.
     """
-    return load_labels_and_convention(path, nail_values)[0]
-
-
-def load_labels_and_convention(
-    path: str | os.PathLike, nail_values: tuple[int | tuple[int, int, int], ...] | None = None
-) -> tuple[np.ndarray, str]:
-    """:func:`load_labels` and the name of the convention the file was read by."""
     try:
         with _open_image(path, "mask") as im:
             im.load()
-            return mask_labels_and_convention(im, nail_values)
+            return mask_to_labels(im, nail_values, return_convention)
     except MaskValuesError as err:
         raise MaskValuesError(f"mask {portable_path(path)} {err}") from None
     except ImageReadError:

@@ -24,7 +24,7 @@ from nail_segformer.data.files import (
     ImageReadError,
     PairReadError,
     load_image,
-    load_labels_and_convention,
+    load_labels,
     read_header,
 )
 from nail_segformer.labels import IGNORE_INDEX
@@ -34,7 +34,6 @@ __all__ = [
     "processor_size",
     "working_size",
     "load_working_pair",
-    "load_working_pair_and_convention",
     "build_train_transforms",
     "SegmentationTransform",
     "attach_transforms",
@@ -114,7 +113,8 @@ def load_working_pair(
     mask_path: str | os.PathLike,
     size: int | None,
     nail_values: tuple | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_convention: bool = False,
+):
     """Decode a photo and its mask, each side brought down to at most ``size`` pixels.
 
     Width and height are reduced independently (a 4032x3024 photo becomes ``size`` x ``size``),
@@ -129,31 +129,22 @@ def load_working_pair(
         mask_path: its mask, at the photo's size after EXIF rotation.
         size: the working size (see :func:`working_size`); ``None`` keeps full resolution.
         nail_values: passed to :func:`nail_segformer.data.load_labels`.
+        return_convention: also return the mask convention the labels were read by.
 
     Returns:
-        ``(image, labels)``: (H, W, 3) ``uint8`` RGB and (H, W) ``uint8`` labels (0, 1, 255).
+        ``(image, labels)``: (H, W, 3) ``uint8`` RGB and (H, W) ``uint8`` labels (0, 1, 255);
+        ``(image, labels, convention)`` with ``return_convention``.
 
     Raises:
         ImageReadError: a file cannot be decoded, its mask values are refused, or the sizes
             differ.
     """
-    image, labels, _ = load_working_pair_and_convention(image_path, mask_path, size, nail_values)
-    return image, labels
-
-
-def load_working_pair_and_convention(
-    image_path: str | os.PathLike,
-    mask_path: str | os.PathLike,
-    size: int | None,
-    nail_values: tuple | None = None,
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """:func:`load_working_pair` and the mask convention the labels were read by."""
     from PIL import Image
 
     width, height, _ = read_header(image_path)
     target = (width, height) if size is None else (min(width, size), min(height, size))
     image = load_image(image_path, reduce_to=None if size is None else target)
-    labels, convention = load_labels_and_convention(mask_path, nail_values)
+    labels, convention = load_labels(mask_path, nail_values, return_convention=True)
     if labels.shape != (height, width):
         raise ImageReadError(
             f"mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but photo {image_path} is "
@@ -163,7 +154,8 @@ def load_working_pair_and_convention(
         image = image.resize(target, Image.Resampling.BILINEAR)
     if labels.shape != (target[1], target[0]):
         labels = np.asarray(Image.fromarray(labels).resize(target, Image.Resampling.NEAREST))
-    return np.asarray(image), labels, convention
+    image = np.asarray(image)
+    return (image, labels, convention) if return_convention else (image, labels)
 
 
 def build_train_transforms(
