@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nail_segformer.labels import IGNORE_INDEX
+from nail_segformer.labels import IGNORE_INDEX, upsample_logits
 
 logger = logging.getLogger(__name__)
 
@@ -103,18 +103,6 @@ def _counted_pixels(
             f"values from {int(flat_labels.min())} to {int(flat_labels.max())}"
         )
     return flat_logits, flat_labels
-
-
-def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Resize logits (N, C, h, w) to (N, C, *size), bilinear with ``align_corners=False``.
-
-    The same resize as ``SegformerImageProcessor.post_process_semantic_segmentation`` and the
-    model's own loss; logits that already have that size are returned unchanged.
-    """
-    size = tuple(int(side) for side in size)
-    if tuple(logits.shape[-2:]) == size:
-        return logits
-    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def cross_entropy_loss(

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from nail_segformer.labels import IGNORE_INDEX, NAIL
+from nail_segformer.labels import IGNORE_INDEX, NAIL, upsample_logits
 from nail_segformer.metrics.confusion import _as_tensor, _check_id2label
 from nail_segformer.metrics.counts import compute_counts
 
@@ -162,6 +161,5 @@ class StreamingSegmentationMetrics:
         size = tuple(labels.shape[-2:])
         for start in range(0, len(predictions), _UPSAMPLE_CHUNK):
             logits = predictions[start : start + _UPSAMPLE_CHUNK].float()
-            if tuple(logits.shape[-2:]) != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            logits = upsample_logits(logits, size)
             self._add(logits.argmax(dim=1), labels[start : start + _UPSAMPLE_CHUNK])

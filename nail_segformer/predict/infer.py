@@ -37,8 +37,7 @@ import torch
 from PIL import Image
 
 from nail_segformer.data.transforms import processor_size
-from nail_segformer.labels import BACKGROUND, NAIL
-from nail_segformer.losses import upsample_logits
+from nail_segformer.labels import BACKGROUND, NAIL, upsample_logits
 
 __all__ = [
     "DEVICE_CHOICES",
