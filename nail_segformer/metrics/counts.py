@@ -36,6 +36,7 @@ from nail_segformer.metrics.confusion import (
     compute_metrics_from_confusion,
 )
 from nail_segformer.metrics.nails import SIZE_BUCKETS, match_nails, size_buckets
+from nail_segformer.metrics.threshold import THRESHOLDS, metrics_at_threshold, probability_counts
 
 __all__ = [
     "HEADLINE_METRICS",
@@ -69,6 +70,10 @@ def _bucket_zeros() -> np.ndarray:
     return np.zeros(len(SIZE_BUCKETS), dtype=np.int64)
 
 
+def _probability_zeros() -> np.ndarray:
+    return np.zeros((2, len(THRESHOLDS) + 1), dtype=np.int64)
+
+
 @dataclass
 class SegmentationCounts:
     """Additive counts of one or more evaluated images; ``+`` sums them.
@@ -83,6 +88,8 @@ class SegmentationCounts:
         matched_nails: matched true nails per size bucket of the true nail.
         count_error: sum over images of |predicted nails - true nails|.
         images: number of images counted.
+        nail_probability: counted pixels per bin of P(nail), other classes then nails (see
+            :mod:`nail_segformer.metrics.threshold`); zeros when only class maps were counted.
     """
 
     confusion: np.ndarray
@@ -93,6 +100,7 @@ class SegmentationCounts:
     matched_nails: np.ndarray = field(default_factory=_bucket_zeros)
     count_error: int = 0
     images: int = 0
+    nail_probability: np.ndarray = field(default_factory=_probability_zeros)
 
     @classmethod
     def zeros(cls, num_labels: int) -> SegmentationCounts:
@@ -123,6 +131,7 @@ class SegmentationCounts:
             "matched_nails": self.matched_nails.tolist(),
             "count_error": int(self.count_error),
             "images": int(self.images),
+            "nail_probability": self.nail_probability.ravel().tolist(),
         }
 
     @classmethod
@@ -154,6 +163,7 @@ class SegmentationCounts:
             matched_nails=total("matched_nails"),
             count_error=int(total("count_error")),
             images=int(total("images")),
+            nail_probability=total("nail_probability").reshape(2, -1),
         )
 
 
@@ -172,6 +182,7 @@ def counts_features():
             "matched_nails": per_bucket,
             "count_error": Value("int64"),
             "images": Value("int64"),
+            "nail_probability": Sequence(Value("int64"), length=2 * (len(THRESHOLDS) + 1)),
         }
     )
 
@@ -183,6 +194,7 @@ def compute_counts(
     ignore_index: int = IGNORE_INDEX,
     positive_label: int | None = NAIL,
     min_nail_area: int | None = None,
+    nail_probability: np.ndarray | torch.Tensor | None = None,
 ) -> SegmentationCounts:
     """Count one image's or one batch's class maps against their references.
 
@@ -196,6 +208,8 @@ def compute_counts(
             None counts the confusion matrix only.
         min_nail_area: Smallest nail in pixels; None uses ``default_min_nail_area`` of the
             image size.
+        nail_probability: P(``positive_label``) per pixel, same shape, to count the figures at
+            every threshold (:mod:`nail_segformer.metrics.threshold`); None leaves them out.
 
     Returns:
         The counts, summed over the images.
@@ -215,9 +229,15 @@ def compute_counts(
     references = _comparable(references.to(predictions.device))
     true_masks = references == positive_label
     predicted_masks = _comparable(predictions) == positive_label
+    counted = None
     if counts.confusion.sum() < references.numel():  # some pixels are ignored
         counted = (references >= 0) & (references < num_labels) & (references != ignore_index)
         predicted_masks &= counted
+    if nail_probability is not None:
+        probability = _as_tensor(nail_probability).to(references.device)
+        counts.nail_probability = probability_counts(
+            probability.reshape(references.shape), true_masks, counted
+        )
     true_masks, predicted_masks = true_masks.cpu().numpy(), predicted_masks.cpu().numpy()
     for predicted, true in zip(predicted_masks, true_masks, strict=True):
         matching = match_nails(predicted, true, min_nail_area)
@@ -245,6 +265,7 @@ def compute_metrics_from_counts(
     counts: SegmentationCounts,
     id2label: Mapping[int, str],
     positive_label: int | None = NAIL,
+    threshold: float | None = None,
 ) -> dict[str, float]:
     """Every metric of the package from summed counts.
 
@@ -252,6 +273,9 @@ def compute_metrics_from_counts(
         counts: Counts of the evaluated images (see :func:`compute_counts`).
         id2label: Class id -> name for every class; names become key parts.
         positive_label: The nail class; None gives the pixel metrics of every class only.
+        threshold: a nail threshold (a multiple of 0.01): adds ``iou_<name>_at_threshold``,
+            ``<name>_dice_at_threshold``, ``_precision_`` and ``_recall_at_threshold``, from
+            ``counts.nail_probability``.
 
     Returns:
         The pixel metrics of :func:`~nail_segformer.metrics.compute_metrics_from_confusion`,
@@ -295,4 +319,7 @@ def compute_metrics_from_counts(
     metrics[f"{name}_count_error"] = counts.count_error / counts.images if counts.images else 0.0
     for index, size in enumerate(SIZE_BUCKETS):
         metrics[f"true_{name}s_{size}"] = float(counts.true_nails[index])
+    if threshold is not None:
+        at = metrics_at_threshold(counts.nail_probability, threshold, name)
+        metrics.update({f"{key}_at_threshold": value for key, value in at.items()})
     return metrics

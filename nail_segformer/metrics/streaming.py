@@ -18,7 +18,7 @@ import torch
 
 from nail_segformer.labels import IGNORE_INDEX, NAIL, upsample_logits
 from nail_segformer.metrics.confusion import _as_tensor, _check_id2label
-from nail_segformer.metrics.counts import compute_counts
+from nail_segformer.metrics.counts import SegmentationCounts, compute_counts
 
 __all__ = ["COUNTS_CONFIG", "MEAN_IOU_MODULE", "StreamingSegmentationMetrics", "load_mean_iou"]
 
@@ -87,6 +87,11 @@ class StreamingSegmentationMetrics:
     the metrics on process 0 only, while the Trainer needs them on every process to pick the
     best checkpoint alike.
 
+    After each evaluation :attr:`last_counts` holds its summed
+    :class:`~nail_segformer.metrics.SegmentationCounts`, whose ``nail_probability`` histogram
+    gives the figures at every threshold (:mod:`nail_segformer.metrics.threshold`); with
+    :attr:`threshold` set, the returned metrics also hold the nail's figures at it.
+
     Args:
         id2label: Class id -> name for every class; names become metric key parts.
         ignore_index: Label value to skip; the Trainer's -100 padding is always skipped.
@@ -106,6 +111,9 @@ class StreamingSegmentationMetrics:
         self.positive_label = positive_label
         self.min_nail_area = min_nail_area
         self.metric = load_mean_iou(COUNTS_CONFIG, keep_in_memory=True)
+        self._counts: SegmentationCounts | None = None  # of the evaluation under way
+        self.threshold: float | None = None  # also report the nail's figures at it
+        self.last_counts: SegmentationCounts | None = None
 
     def __call__(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
         """Count one batch (or a whole eval set); return metrics when the evaluation ends.
@@ -129,15 +137,19 @@ class StreamingSegmentationMetrics:
         self._update(_as_tensor(predictions), _as_tensor(labels))
         if compute_result is False:
             return {}
-        return self.metric.compute(id2label=self.id2label, positive_label=self.positive_label)
+        self.last_counts, self._counts = self._counts, None
+        return self.metric.compute(
+            id2label=self.id2label, positive_label=self.positive_label, threshold=self.threshold
+        )
 
     def reset(self) -> None:
         """Drop counts of an evaluation that was interrupted before its last batch."""
+        self._counts = None
         if len(self.metric):
             # evaluate empties a module only by computing it
             self.metric.compute(id2label=self.id2label, positive_label=self.positive_label)
 
-    def _add(self, predictions: torch.Tensor, labels: torch.Tensor) -> None:
+    def _add(self, predictions: torch.Tensor, labels: torch.Tensor, probability=None) -> None:
         counts = compute_counts(
             predictions,
             labels,
@@ -145,7 +157,9 @@ class StreamingSegmentationMetrics:
             self.ignore_index,
             self.positive_label,
             self.min_nail_area,
+            probability,
         )
+        self._counts = counts if self._counts is None else self._counts + counts
         self.metric.add_batch(**{name: [value] for name, value in counts.to_row().items()})
 
     def _update(self, predictions: torch.Tensor, labels: torch.Tensor) -> None:
@@ -162,4 +176,7 @@ class StreamingSegmentationMetrics:
         for start in range(0, len(predictions), _UPSAMPLE_CHUNK):
             logits = predictions[start : start + _UPSAMPLE_CHUNK].float()
             logits = upsample_logits(logits, size)
-            self._add(logits.argmax(dim=1), labels[start : start + _UPSAMPLE_CHUNK])
+            probability = None
+            if self.positive_label is not None:
+                probability = logits.softmax(dim=1)[:, self.positive_label]
+            self._add(logits.argmax(dim=1), labels[start : start + _UPSAMPLE_CHUNK], probability)

@@ -59,10 +59,13 @@ Args (configuration `default`):
 
 Args (configuration `counts`):
     confusion, boundary_intersection, boundary_union, true_nails, predicted_nails,
-    matched_nails, count_error, images: the fields of `SegmentationCounts.to_row()`, one
-        row per image or batch, e.g. `module.add_batch(**{k: [v] for k, v in row.items()})`.
+    matched_nails, count_error, images, nail_probability: the fields of
+        `SegmentationCounts.to_row()`, one row per image or batch, e.g.
+        `module.add_batch(**{k: [v] for k, v in row.items()})`.
     id2label (`dict[int, str]`, *optional*): class names, default {0: background, 1: nail}.
     positive_label (`int` or None, default 1): the nail class; None gives pixel metrics only.
+    threshold (`float`, *optional*): a nail threshold (0.00, 0.01, ..., 1.00); the nail's pixel
+        figures at it are added as `iou_nail_at_threshold`, `nail_dice_at_threshold`, ...
 
 Returns (configuration `default`):
     `dict`:
@@ -231,8 +234,10 @@ class MeanIoU(evaluate.Metric):
         matched_nails,
         count_error,
         images,
+        nail_probability,
         id2label=None,
         positive_label=NAIL,
+        threshold=None,
     ):
         columns = {
             "confusion": confusion,
@@ -243,6 +248,7 @@ class MeanIoU(evaluate.Metric):
             "matched_nails": matched_nails,
             "count_error": count_error,
             "images": images,
+            "nail_probability": nail_probability,
         }
         counts = SegmentationCounts.from_columns(columns)
-        return compute_metrics_from_counts(counts, id2label or ID2LABEL, positive_label)
+        return compute_metrics_from_counts(counts, id2label or ID2LABEL, positive_label, threshold)
