@@ -91,6 +91,9 @@ def export_onnx(
 ) -> Path:
     """Write ``model`` as ONNX with dynamic batch, height and width.
 
+    The ``nail_threshold`` of the model's config, when it has one, goes into the file's
+    ``metadata_props``, where :class:`~nail_segformer.predict.Predictor` reads it.
+
     Args:
         model: a ``SegformerForSemanticSegmentation`` (on CPU).
         output: the ``.onnx`` file to write; its folder is created.
@@ -133,6 +136,11 @@ def export_onnx(
     import onnx
 
     onnx.checker.check_model(str(output))
+    threshold = getattr(model.config, "nail_threshold", None)
+    if threshold is not None:  # a lone .onnx file keeps the run's threshold too
+        proto = onnx.load(str(output))
+        onnx.helper.set_model_props(proto, {"nail_threshold": str(threshold)})
+        onnx.save(proto, str(output))
     return output
 
 

@@ -45,7 +45,8 @@ def _photo(index: int, size: tuple[int, int]) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run_dir):
-    return Predictor.from_pretrained(tiny_run_dir, device="cpu")
+    # argmax, as the pipeline these masks are compared with (the run saved a threshold)
+    return Predictor.from_pretrained(tiny_run_dir, device="cpu", threshold="argmax")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,8 @@ def oriented_run(tiny_run_dir, tmp_path_factory):
             stored.save(photos / f"{name}.png", exif=exif)
             upright[name] = image
     out = folder / "out"
-    code = main(["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)])
+    argv = ["--model", str(tiny_run_dir), "--input", str(photos), "--output", str(out)]
+    code = main([*argv, "--threshold", "argmax"])  # as the `predictor` it is compared with
     return code, out, upright
 
 
@@ -335,7 +337,11 @@ def test_masks_evaluation_equals_the_training_metric(tiny_run_dir, synthetic_roo
             image.save(root / kind / pair.category / f"{Path(pair.image).stem}.png")
     out = tmp_path / "out"
     argv = ["--model", str(tiny_run_dir), "--input", str(root / "Images"), "--output", str(out)]
-    assert main([*argv, "--masks", str(root / "Masks"), "--batch_size", "4"]) == 0
+    # argmax, as training's metric
+    assert (
+        main([*argv, "--masks", str(root / "Masks"), "--batch_size", "4", "--threshold", "argmax"])
+        == 0
+    )
     predicted = json.loads((out / "metrics.json").read_text())["metrics"]
 
     pairs = find_pairs(root).pairs
@@ -364,6 +370,7 @@ def test_masks_records_carry_each_photos_nail_and_boundary_figures(
     # its nails are found and its edges are off: figures that tell the fields apart.
     photos = sorted((synthetic_root / "Images" / "2").iterdir())[:2]
     argv = ["--model", str(tiny_run_dir), "--input", *map(str, photos), "--overlay_format", "none"]
+    argv += ["--threshold", "argmax"]  # the tiny run's saved threshold marks every pixel nail
     assert main([*argv, "--output", str(tmp_path / "first")]) == 0
     masks = tmp_path / "masks"
     masks.mkdir()

@@ -192,6 +192,13 @@ def test_final_commit_holds_exactly_the_model_card_and_metrics(pushed_run):
     assert pushed_run.hub.tree(REPO_ID) == final  # no earlier commit left another file behind
 
 
+def test_the_pushed_model_carries_the_threshold_chosen_on_validation(pushed_run):
+    final = pushed_run.final_files()
+    config = json.loads(final["config.json"])
+    results = json.loads(final["all_results.json"])
+    assert config["nail_threshold"] == results["validation_nail_threshold"] is not None
+
+
 def test_run_files_with_local_paths_stay_local(pushed_run):
     local = {p.name for p in pushed_run.output_dir.iterdir() if p.is_file()}
     assert LOCAL_ONLY_FILES <= local

@@ -1,8 +1,14 @@
 """The nail threshold: streamed per-bin counts against figures computed on the maps directly."""
 
+import json
+import re
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers.trainer_utils import EvalPrediction
 
 from nail_segformer.labels import ID2LABEL, IGNORE_INDEX, upsample_logits
@@ -14,6 +20,8 @@ from nail_segformer.metrics.threshold import (
     probability_counts,
     threshold_curve,
 )
+from nail_segformer.predict import Predictor
+from nail_segformer.predict.cli import main as predict_main
 
 
 def _direct(probability: torch.Tensor, labels: torch.Tensor, threshold: torch.Tensor) -> dict:
@@ -108,3 +116,106 @@ def test_the_evaluate_module_reports_the_figures_at_a_threshold():
     assert alone["iou_nail_at_threshold"] == metrics["iou_nail_at_threshold"]
     assert alone["iou_nail"] == metrics["iou_nail"]
     assert np.isfinite(list(alone.values())).all()
+
+
+# --------------------------------------------------------------------------- a run's threshold
+
+
+def _results(run_dir) -> dict:
+    return json.loads((run_dir / "all_results.json").read_text())
+
+
+def test_a_run_keeps_its_threshold_in_config_results_and_card(tiny_run_dir):
+    from transformers import AutoConfig
+
+    results = _results(tiny_run_dir)
+    threshold = results["validation_nail_threshold"]
+    assert 0.0 < threshold < 1.0 and round(threshold * 100) == threshold * 100
+    # Chosen by nail IoU among edges that include 0.5, the argmax: never below it.
+    assert results["validation_iou_nail_at_threshold"] >= results["validation_iou_nail"]
+    for key in ("iou_nail", "nail_dice", "nail_precision", "nail_recall"):
+        assert f"test_{key}_at_threshold" in results and f"test_{key}" in results
+    config = json.loads((tiny_run_dir / "config.json").read_text())
+    assert config["nail_threshold"] == threshold
+    assert AutoConfig.from_pretrained(tiny_run_dir).nail_threshold == threshold  # reloads
+    card = (tiny_run_dir / "README.md").read_text()
+    assert f"above **{threshold:.2f}**" in card
+    test_iou = results["test_iou_nail_at_threshold"]
+    assert re.search(rf"\| IoU \| [\d.]+ \| {test_iou:.4f} \|", card)
+    assert "transformers.js take the argmax" in card
+
+
+def _with_threshold(run_dir, folder, value):
+    shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    config = json.loads((folder / "config.json").read_text())
+    config["nail_threshold"] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _photos(tmp_path) -> Path:
+    from support.learnable import render
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for index in range(3):
+        Image.fromarray(render(rng)[0]).save(folder / f"{index}.png")
+    return folder
+
+
+def _predicted_masks(argv, out) -> dict:
+    assert predict_main([*argv, "--output", str(out), "--no_progress"]) == 0
+    return {p.name: np.asarray(Image.open(p)) for p in sorted((out / "masks").iterdir())}
+
+
+def test_predict_uses_the_saved_threshold_unless_told_otherwise(learned_run_dir, tmp_path):
+    model = _with_threshold(learned_run_dir, tmp_path / "model", 0.9)
+    predictor = Predictor.from_pretrained(model, device="cpu")
+    assert predictor.threshold == 0.9
+    photo = Image.open(next(_photos(tmp_path).iterdir()))
+    [prediction] = predictor.predict([photo])
+    np.testing.assert_array_equal(prediction.mask, prediction.nail_probability > 0.9)
+
+    argv = ["--model", str(model), "--input", str(tmp_path / "photos"), "--overlay_format", "none"]
+    default = _predicted_masks(argv, tmp_path / "default")
+    explicit = _predicted_masks([*argv, "--threshold", "0.9"], tmp_path / "explicit")
+    argmax = _predicted_masks([*argv, "--threshold", "argmax"], tmp_path / "argmax")
+    assert all(np.array_equal(default[k], explicit[k]) for k in default)
+    assert any(not np.array_equal(default[k], argmax[k]) for k in default)
+    # The run's own threshold, chosen on validation, is what a plain predict uses.
+    chosen = json.loads((learned_run_dir / "config.json").read_text())["nail_threshold"]
+    assert chosen is not None
+    assert Predictor.from_pretrained(learned_run_dir, device="cpu").threshold == chosen
+
+
+def test_a_bad_saved_threshold_is_a_clean_error(learned_run_dir, tmp_path, capsys):
+    model = _with_threshold(learned_run_dir, tmp_path / "model", "high")
+    argv = ["--model", str(model), "--input", str(_photos(tmp_path)), "--output", str(tmp_path)]
+    assert predict_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "nail_threshold" in err and "config.json" in err and "'high'" in err
+    assert "Traceback" not in err
+
+
+def test_an_exported_file_carries_the_threshold(tiny_run_dir, tmp_path):
+    import onnx
+
+    from nail_segformer.export import main as export_main
+
+    threshold = json.loads((tiny_run_dir / "config.json").read_text())["nail_threshold"]
+    path = tmp_path / "model.onnx"
+    assert export_main(["--model", str(tiny_run_dir), "--output", str(path)]) == 0
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert float(props["nail_threshold"]) == threshold
+    # A folder with only the processor: the file's metadata is where the threshold is found.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(tiny_run_dir / "preprocessor_config.json", bare)
+    assert Predictor.from_pretrained(bare, onnx=path, device="cpu").threshold == threshold
+    # A folder export writes config.json beside onnx/, threshold included.
+    folder = tmp_path / "folder"
+    assert export_main(["--model", str(tiny_run_dir), "--output", str(folder), "--no_int8"]) == 0
+    assert json.loads((folder / "config.json").read_text())["nail_threshold"] == threshold
+    onnx_path = folder / "onnx" / "model.onnx"
+    assert Predictor.from_pretrained(folder, onnx=onnx_path, device="cpu").threshold == threshold

@@ -601,7 +601,7 @@ def test_each_split_is_evaluated_on_its_own_photos_with_persistent_workers(tmp_p
         return loader
 
     trainer.get_eval_dataloader = spy
-    metrics = evaluate_splits(trainer, datasets)
+    metrics, _ = evaluate_splits(trainer, datasets)
     assert seen == [3, 5] and set(metrics) == {"validation", "test"}
     assert (tmp_path / "test_results.json").is_file()
 

@@ -124,7 +124,10 @@ DTYPES = {"fp32": "onnx/model.onnx", "q8": "onnx/model_quantized.onnx"}
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_transformers_js_segments_like_the_predictor(node_client, exported, photos, dtype):
     images = [Image.open(p).convert("RGB") for p in photos]
-    predictor = Predictor.from_pretrained(exported, onnx=exported / DTYPES[dtype], device="cpu")
+    # transformers.js takes the argmax; the run's nail_threshold is ours alone.
+    predictor = Predictor.from_pretrained(
+        exported, onnx=exported / DTYPES[dtype], device="cpu", threshold="argmax"
+    )
     expected = [p.mask.astype(bool) for p in predictor.predict(images)]
     assert all(mask.any() for mask in expected)  # the learned model finds nails
     actual = _masks_from_node(node_client, exported, dtype, photos)

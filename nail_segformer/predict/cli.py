@@ -69,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TTA_CHOICES,
         help="flip: also run the mirrored photo (2x work)",
     )
-    add("--threshold", type=float, default=None, help="nail probability cut; default argmax")
+    add(
+        "--threshold",
+        type=_threshold,
+        default="model",
+        help="nail where its probability is above this number, or 'argmax' (as pipeline()); "
+        "default: the nail_threshold the run chose on validation, else argmax",
+    )
     add(
         "--min_nail_area",
         type=int,
@@ -87,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _threshold(text: str) -> float | str:
+    """``--threshold``: a number, ``argmax`` or ``model`` (the saved one)."""
+    if text in ("argmax", "model"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'argmax'") from None
+
+
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop on a bad flag value before any model is loaded (argparse's usage error, exit 2)."""
     from nail_segformer.model import check_model_reference
@@ -94,7 +110,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     try:
         check_options(
             mode=args.mode,
-            threshold=args.threshold,
+            threshold=args.threshold if isinstance(args.threshold, float) else None,
             min_nail_area=args.min_nail_area,
             slide_scale=args.slide_scale,
             window=args.window,

@@ -148,6 +148,43 @@ def load_run_model(model: str, revision: str | None = None):
         ) from err
 
 
+def saved_threshold(model: str, revision: str | None = None, runner=None) -> float | None:
+    """The ``nail_threshold`` a run chose on validation: the ONNX file's metadata, else the
+    ``config.json`` of ``model``; None (argmax) when neither has one.
+
+    Raises:
+        ModelLoadError: the saved value is not a number in [0, 1).
+    """
+    from transformers import PretrainedConfig
+
+    from nail_segformer.model import hub_loading_kwargs
+
+    metadata = getattr(runner, "metadata", {})
+    if "nail_threshold" in metadata:
+        value, where = metadata["nail_threshold"], f"the metadata of {runner.path}"
+    elif isinstance(runner, TorchRunner):
+        value, where = getattr(runner.model.config, "nail_threshold", None), f"{model}/config.json"
+    else:
+        kwargs = hub_loading_kwargs(model, "model config", revision=revision)
+        try:
+            config, _ = PretrainedConfig.get_config_dict(model, revision=revision, **kwargs)
+        except OSError:
+            config = {}  # an ONNX folder without config.json: argmax, as transformers.js does
+        value, where = config.get("nail_threshold"), f"{model}/config.json"
+    if value is None:
+        return None
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 <= threshold < 1.0:
+        raise ModelLoadError(
+            f"nail_threshold in {where} is {value!r}, not a number in [0, 1); fix it, or pass "
+            "--threshold (a number, or argmax)"
+        )
+    return threshold
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when available, else CPU.
 
@@ -210,6 +247,8 @@ class OnnxRunner:
             self.session = ort.InferenceSession(str(path), providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types
             raise ValueError(f"cannot load the ONNX model {path}: {err}") from err
+        self.path = path
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != ["pixel_values"] or "logits" not in outputs:

@@ -20,6 +20,7 @@ from nail_segformer.predict.infer import (
     load_run_processor,
     resize_scores,
     resolve_device,
+    saved_threshold,
     slide_scores,
 )
 
@@ -161,6 +162,7 @@ class Predictor:
         device: str = "auto",
         onnx: str | os.PathLike | None = None,
         revision: str | None = None,
+        threshold: float | str | None = "model",
         **kwargs,
     ) -> Predictor:
         """Load a trained output folder (or Hub id) and its image processor.
@@ -171,6 +173,9 @@ class Predictor:
             onnx: run this ONNX export with onnxruntime instead of the PyTorch weights; the
                 image processor still comes from ``model``.
             revision: Hub branch, tag or commit.
+            threshold: ``"model"`` uses the ``nail_threshold`` the run chose on validation
+                (the ONNX file's metadata, else ``config.json``; argmax when there is none); a
+                number overrides it; ``"argmax"`` or None takes the argmax, as ``pipeline()``.
             **kwargs: the other :class:`Predictor` arguments.
 
         Raises:
@@ -184,7 +189,11 @@ class Predictor:
             runner = OnnxRunner(onnx, torch_device)
         else:
             runner = TorchRunner(load_run_model(model, revision), torch_device)
-        predictor = cls(runner, processor, **kwargs)
+        if threshold == "model":
+            threshold = saved_threshold(model, revision, runner)
+        elif threshold == "argmax":
+            threshold = None
+        predictor = cls(runner, processor, threshold=threshold, **kwargs)
         logger.info(
             "predicting with %s (%s) on %s: mode %s, tta %s, threshold %s",
             model,

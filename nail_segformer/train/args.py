@@ -17,6 +17,7 @@ from nail_segformer.data import ON_BAD_PAIR_CHOICES, parse_nail_values
 from nail_segformer.data.transforms import check_probability, check_side
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.losses import LOSS_NAMES, parse_class_weights
+from nail_segformer.metrics.threshold import THRESHOLD_METRICS
 from nail_segformer.model import DEFAULT_CHECKPOINT, MODEL_PRESETS, check_model_reference
 from nail_segformer.train.optim import NO_DECAY_RULES, check_head_lr_multiplier
 
@@ -262,6 +263,15 @@ class NailTrainingArguments(TrainingArguments):
     )
     greater_is_better: bool | None = field(
         default=True, metadata={"help": "Whether a larger metric_for_best_model is better."}
+    )
+    threshold_metric: str = field(
+        default="iou",
+        metadata={
+            "help": "Nail pixel figure the nail threshold (P(nail) above which a pixel is nail, "
+            "saved as nail_threshold in config.json) maximises on the validation split: iou, "
+            "dice, or F-beta (f0.5 favours precision, f2 recall).",
+            "choices": list(THRESHOLD_METRICS),
+        },
     )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep False: the transform reads the file columns."}

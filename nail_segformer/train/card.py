@@ -39,6 +39,42 @@ def _metric_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+_METRIC_TITLES = {"iou": "IoU", "dice": "Dice", "f0.5": "F0.5", "f2": "F2"}
+_THRESHOLD_ROWS = {
+    "IoU": "iou_nail",
+    "Dice": "nail_dice",
+    "precision": "nail_precision",
+    "recall": "nail_recall",
+}
+
+
+def _threshold_section(
+    metrics: dict[str, dict[str, float]], threshold: float | None, metric: str
+) -> str:
+    if threshold is None:
+        return (
+            "No nail threshold was chosen (there was no nail pixel in a validation split to "
+            "choose it on): masks are the argmax, as `pipeline()` gives them."
+        )
+    splits = [s for s in ("validation", "test") if metrics.get(s)]
+    head = [f"{s} at {threshold:.2f}" for s in splits] + [f"{s}, argmax" for s in splits]
+    lines = ["| nail | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for title, key in _THRESHOLD_ROWS.items():
+        values = [metrics[s].get(f"{key}_at_threshold") for s in splits]
+        values += [metrics[s].get(key) for s in splits]
+        cells = ["-" if v is None else f"{v:.4f}" for v in values]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    return f"""A pixel is nail where its nail probability is above **{threshold:.2f}**, the threshold
+at which nail {_METRIC_TITLES.get(metric, metric)} peaks on the validation split; the test split is reported at it, whether
+or not it beats the argmax there. It is saved as `nail_threshold` in `config.json`, and
+`python -m nail_segformer.predict` uses it unless given `--threshold` (`--threshold argmax`
+for the argmax). `pipeline("image-segmentation")` and transformers.js take the argmax (a
+threshold of 0.5).
+
+{table}"""
+
+
 def render_model_card(
     *,
     model_id: str,
@@ -48,6 +84,8 @@ def render_model_card(
     metrics: dict[str, dict[str, float]],
     data_summary: dict[str, Any],
     hyperparameters: dict[str, Any],
+    threshold: float | None = None,
+    threshold_metric: str = "iou",
 ):
     """Build a ``huggingface_hub.ModelCard``.
 
@@ -60,6 +98,9 @@ def render_model_card(
         metrics: per split (``validation``, ``test``), metric name to value.
         data_summary: ``pairs`` per split and ``categories`` (shown as a table).
         hyperparameters: name to value, shown as a list.
+        threshold: the nail threshold chosen on validation (None: argmax), with its figures
+            (``*_at_threshold`` keys) in ``metrics``.
+        threshold_metric: the figure it was chosen by.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -119,6 +160,10 @@ of a mask; a predicted and a true nail match at IoU >= 0.5 (detection precision,
 recall by nail size: small below 0.2% of the photo, large from 1%), and the count error is the
 mean |predicted - true| nails per photo. Boundary IoU is the IoU of the masks' inner bands of 2%
 of the image diagonal ([Cheng et al., CVPR 2021](https://arxiv.org/abs/2103.16562)).
+
+## Nail threshold
+
+{_threshold_section(metrics, threshold, threshold_metric)}
 
 ## Data
 

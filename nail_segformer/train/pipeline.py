@@ -43,6 +43,8 @@ __all__ = [
     "save_run_args",
     "format_metrics_table",
     "bad_pair_stop",
+    "evaluate_splits",
+    "save_threshold",
     "main",
 ]
 
@@ -125,7 +127,8 @@ def save_run_args(output_dir: str, data_args, model_args, training_args) -> None
 def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     """A small text table: one row per metric, one column per split."""
     splits = list(metrics)
-    keys = [k for k in HEADLINE_METRICS if any(k in metrics[s] for s in splits)]
+    extra = ("nail_threshold", "iou_nail_at_threshold")  # when a threshold was chosen
+    keys = [k for k in (*HEADLINE_METRICS, *extra) if any(k in metrics[s] for s in splits)]
     width = max(map(len, ["metric", *keys])) + 2
     lines = [f"{'metric':<{width}}" + "".join(f"{s:>12}" for s in splits)]
     for key in keys:
@@ -172,18 +175,62 @@ def bad_pair_stop(
     )
 
 
-def evaluate_splits(trainer, datasets) -> dict[str, dict[str, float]]:
-    """Evaluate the trained model on the validation and test splits there are; save each's
-    metrics (``validation_results.json``, ``test_results.json``) and return them by split."""
+def evaluate_splits(
+    trainer, datasets, threshold_metric: str = "iou"
+) -> tuple[dict[str, dict[str, float]], float | None]:
+    """Evaluate the trained model on the validation and test splits there are, and choose the
+    nail threshold on validation.
+
+    The threshold is the one where ``threshold_metric`` (see
+    :data:`~nail_segformer.metrics.threshold.THRESHOLD_METRICS`) peaks on the validation split;
+    both splits then also report the nail's pixel figures at it (``*_at_threshold``), beside
+    the argmax ones. Each split's metrics are saved (``validation_results.json``,
+    ``test_results.json``, ``all_results.json``).
+
+    Returns:
+        ``(metrics by split, threshold)``; the threshold is None (argmax) when the validation
+        split has no nail pixel to choose it on.
+    """
+    from nail_segformer.metrics.threshold import choose_threshold, metrics_at_threshold
+
     # Splits by name: with persistent workers the Trainer keeps one loader per name, where a
     # Dataset passed in would get the loader cached for the validation split.
     trainer.eval_dataset = {s: datasets[s] for s in ("validation", "test") if s in datasets}
-    metrics = {}
+    hook, metrics, threshold = trainer.compute_metrics, {}, None
     for split in trainer.eval_dataset:
         result = trainer.evaluate(split, metric_key_prefix=split)
+        counts = getattr(hook, "last_counts", None)
+        if split == "validation" and counts is not None and counts.nail_probability[1].any():
+            threshold, value = choose_threshold(counts.nail_probability, threshold_metric)
+            at = metrics_at_threshold(counts.nail_probability, threshold)
+            result[f"{split}_nail_threshold"] = threshold
+            result.update({f"{split}_{key}_at_threshold": v for key, v in at.items()})
+            hook.threshold = threshold  # the test split reports its figures at it too
+            logger.info(
+                "nail threshold %.2f, chosen on validation by nail %s (%.4f there; nail IoU "
+                "%.4f, argmax %.4f)",
+                threshold,
+                threshold_metric,
+                value,
+                at["iou_nail"],
+                result[f"{split}_iou_nail"],
+            )
+        elif split == "validation":
+            logger.info("no nail pixel in the validation split: the nail threshold stays argmax")
         trainer.save_metrics(split, result)
         metrics[split] = {k.removeprefix(f"{split}_"): v for k, v in result.items()}
-    return metrics
+    if hasattr(hook, "threshold"):
+        hook.threshold = None
+    return metrics, threshold
+
+
+def save_threshold(model, output_dir: str, threshold: float | None) -> None:
+    """Write ``nail_threshold`` into the saved model's ``config.json`` (null: argmax).
+
+    Always written, so that a model fine-tuned from one that had a threshold does not keep it.
+    """
+    model.config.nail_threshold = threshold
+    model.config.save_pretrained(output_dir)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -264,8 +311,10 @@ def _run(data_args, model_args, training_args, resume_from) -> dict[str, dict[st
     trainer.save_state()
     trainer.save_metrics("train", train_result.metrics)
 
-    card.metrics = metrics = evaluate_splits(trainer, datasets)
+    metrics, threshold = evaluate_splits(trainer, datasets, training_args.threshold_metric)
+    card.metrics, card.threshold = metrics, threshold
     if trainer.is_world_process_zero():
+        save_threshold(trainer.model, training_args.output_dir, threshold)
         card.write(training_args.output_dir)
         print(format_metrics_table(metrics))
     if trainer.hub_push is not None and trainer.is_world_process_zero():

@@ -304,6 +304,7 @@ class CardContext:
     data_args: Any = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     optimizer_recipe: Any = None  # optim.OptimizerRecipe, once the Trainer is built
+    threshold: float | None = None  # the nail threshold chosen on validation; None: argmax
 
     def write(self, output_dir: str) -> None:
         from nail_segformer.labels import ID2LABEL
@@ -350,4 +351,6 @@ class CardContext:
                 "categories": train.features["category"].names,
             },
             hyperparameters=hyperparameters,
+            threshold=self.threshold,
+            threshold_metric=ta.threshold_metric,
         )
