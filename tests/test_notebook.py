@@ -89,6 +89,8 @@ def test_notebook_runs_on_synthetic_data(tmp_path, monkeypatch):
         if cell.cell_type == "code"
         for output in cell.outputs
     )
-    assert images >= 7, f"expected a figure per plotting cell, got {images}"
+    assert images >= 8, f"expected a figure per plotting cell, got {images}"
+    [curve_cell] = [c for c in notebook.cells if "threshold_curve(" in c.source]
+    assert any("image/png" in o.get("data", {}) for o in curve_cell.outputs)  # the threshold plot
     assert (output_dir / "demo-run" / "model.safetensors").is_file()
     assert list(kernel_cwd.iterdir()) == [], "the notebook must write only under OUTPUT_DIR"
