@@ -26,9 +26,10 @@ RANKS = {
     "train": 3,
     "predict": 3,
     "export": 4,
+    "app": 4,
 }
 # Only these modules may import a command-line module (each CLI is reached via __main__).
-CLI_MODULES = {"train.cli", "predict.cli", "data.cli", "synthetic.cli"}
+CLI_MODULES = {"train.cli", "predict.cli", "data.cli", "synthetic.cli", "app.cli"}
 
 
 def _module_name(path: Path) -> str:

@@ -11,8 +11,10 @@ Python::
 
 Definitions used in the outputs:
 
-- *mask*: nail where the nail class wins the argmax of the (averaged) scores, or, with
-  ``threshold``, where the nail probability is above it. Always at the photo's own size and
+- *mask*: nail where the nail probability is above the threshold the run chose on validation
+  (``nail_threshold`` in ``config.json``), or above ``threshold`` when one is given; where the
+  nail class wins the argmax of the (averaged) scores when the model has none or with
+  ``threshold="argmax"``. Always at the photo's own size and
   orientation (EXIF applied), as the photo is seen.
 - *nail count*: 8-connected components of the mask of at least ``min_nail_area`` pixels. The
   default, :func:`default_min_nail_area`, is 0.01% of the photo's pixels (1,200 px on a 12 MP

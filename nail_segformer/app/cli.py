@@ -1,0 +1,83 @@
+"""``python -m nail_segformer.app --model outputs/nails``: the demo page on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+
+__all__ = ["build_parser", "main"]
+
+_INSTALL = "the demo page needs Gradio: pip install -e '.[app]' (or pip install 'gradio>=6,<7')"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags."""
+    from nail_segformer.predict.infer import DEVICE_CHOICES, ONNX_FILES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m nail_segformer.app",
+        description="A web page to try a trained model on photos (Gradio, served locally).",
+    )
+    add = parser.add_argument
+    add("--model", required=True, help="training output folder, or a Hub id")
+    add("--onnx", default=None, help="run an ONNX export: an .onnx file or an export folder")
+    add("--dtype", default=None, choices=tuple(ONNX_FILES), help="with --onnx FOLDER; default fp32")
+    add("--revision", default=None, help="branch, tag or commit of a Hub model")
+    add("--device", default="auto", choices=DEVICE_CHOICES, help="default: cuda if available")
+    add("--host", default="127.0.0.1", help="address to serve on; 0.0.0.0 serves other machines")
+    add("--port", type=int, default=7860, help="port to serve on")
+    add(
+        "--examples",
+        default=None,
+        help="folder of photos to offer as examples (default: synthetic)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the model once, then serve the page until interrupted; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print(f"error: {_INSTALL}", file=sys.stderr)
+        return 2
+    from nail_segformer.model import HubUnavailableError
+    from nail_segformer.predict.infer import ModelLoadError, onnx_file
+    from nail_segformer.predict.predictor import Predictor
+
+    if args.examples is not None and not os.path.isdir(args.examples):
+        parser.error(f"--examples {args.examples} is not a folder")
+    try:
+        onnx = None if args.onnx is None else onnx_file(args.onnx, args.dtype)
+        if args.onnx is None and args.dtype is not None:
+            parser.error("--dtype picks the file of an ONNX export: pass --onnx FOLDER too")
+        predictor = Predictor.from_pretrained(
+            args.model, device=args.device, onnx=onnx, revision=args.revision, batch_size=1
+        )
+    except (ModelLoadError, HubUnavailableError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    work_dir = tempfile.mkdtemp(prefix="nail_segformer_app-")
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    # Gradio keeps uploads and answers in its temporary folder: the app's own, removed at exit.
+    os.environ["GRADIO_TEMP_DIR"] = work_dir
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    from nail_segformer.app.page import MAX_FILE_SIZE, build_page, example_photos
+
+    examples = example_photos(os.path.join(work_dir, "examples"), args.examples)
+    page = build_page(predictor, examples, work_dir)
+    page.queue(default_concurrency_limit=1).launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        max_file_size=MAX_FILE_SIZE,
+        allowed_paths=[work_dir],
+        show_error=True,
+    )
+    return 0
