@@ -70,3 +70,32 @@ def test_unreadable_uploads_get_the_packages_message(tmp_path, content, message)
     path.write_bytes(content)
     with pytest.raises(ImageReadError, match=message):
         read_upload(path)
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """The command run in this process: its environment and SIGTERM handler are put back."""
+    import signal
+
+    for name in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+
+
+def test_without_gradio_the_command_says_what_to_install(monkeypatch, capsys, tmp_path, in_process):
+    import sys
+
+    from nail_segformer.app.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
+    assert main(["--model", str(tmp_path)]) == 2
+    assert "pip install -e '.[app]'" in capsys.readouterr().err
+
+
+def test_a_model_that_does_not_load_is_a_usage_error(capsys, tmp_path, in_process):
+    pytest.importorskip("gradio")
+    from nail_segformer.app.cli import main
+
+    assert main(["--model", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "Traceback" not in err

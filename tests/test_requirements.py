@@ -51,6 +51,7 @@ def _third_party_imports() -> set[str]:
         "nbclient",
         "nbformat",
         "pillow_heif",
+        "gradio",  # the [app] extra
     }
     return names - set(sys.stdlib_module_names) - {"nail_segformer", "_squash_crop"} - optional
 

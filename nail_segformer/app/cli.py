@@ -6,6 +6,7 @@ import argparse
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -42,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model once, then serve the page until interrupted; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    work_dir = tempfile.mkdtemp(prefix="nail_segformer_app-")
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    # A stop by SIGTERM (a service manager, a test) also removes the uploads.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Gradio keeps uploads and answers in its temporary folder, read when it is imported: the
+    # app's own, removed at exit.
+    os.environ["GRADIO_TEMP_DIR"] = work_dir
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -63,11 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, HubUnavailableError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    work_dir = tempfile.mkdtemp(prefix="nail_segformer_app-")
-    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
-    # Gradio keeps uploads and answers in its temporary folder: the app's own, removed at exit.
-    os.environ["GRADIO_TEMP_DIR"] = work_dir
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from nail_segformer.app.page import MAX_FILE_SIZE, build_page, example_photos
 
     examples = example_photos(os.path.join(work_dir, "examples"), args.examples)

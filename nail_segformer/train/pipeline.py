@@ -134,7 +134,9 @@ def format_metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     for key in keys:
         lines.append(
             f"{key:<{width}}"
-            + "".join(f"{metrics[s].get(key, float('nan')):>12.4f}" for s in splits)
+            + "".join(
+                f"{metrics[s][key]:>12.4f}" if key in metrics[s] else f"{'-':>12}" for s in splits
+            )
         )
     return "\n".join(lines)
 
