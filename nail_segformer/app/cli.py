@@ -36,13 +36,72 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of photos to offer as examples (default: synthetic)",
     )
+    add(
+        "--make_space",
+        default=None,
+        metavar="FOLDER",
+        help="write a Hugging Face Space for --model (its ONNX export) into FOLDER, and stop",
+    )
+    add("--push_to_hub", action="store_true", help="with --make_space: create and upload the Space")
+    add("--hub_space_id", default=None, help="with --push_to_hub: the Space, e.g. you/nail-demo")
+    add(
+        "--public", action="store_true", help="with --push_to_hub: a public Space (default private)"
+    )
     return parser
+
+
+def _make_space(args, parser) -> int:
+    from nail_segformer.app.space import SPACE_FILES, SpaceError, make_space
+    from nail_segformer.hub import PushError, private_unless_public, push_folder
+    from nail_segformer.model import HubUnavailableError
+
+    if args.push_to_hub and not args.hub_space_id:
+        parser.error("--push_to_hub needs --hub_space_id, e.g. --hub_space_id you/nail-demo")
+    if args.push_to_hub and os.path.isdir(args.model):
+        parser.error(
+            "a Space reads its model from the Hub: push the model (with its ONNX export) first, "
+            "then pass its Hub id as --model"
+        )
+    try:
+        folder = make_space(args.model, args.make_space, args.revision)
+    except (SpaceError, HubUnavailableError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote a Space for {args.model} in {folder}")
+    if not args.push_to_hub:
+        return 0
+    try:
+        repo = push_folder(
+            folder,
+            args.hub_space_id,
+            SPACE_FILES,
+            commit_message="nail_segformer: Space",
+            repo_type="space",
+            private=private_unless_public("space", args.public),
+            space_sdk="gradio",
+        )
+    except PushError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    print(f"pushed the Space to {repo}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Load the model once, then serve the page until interrupted; return the exit code."""
+    import importlib.util
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("gradio") is None:
+        print(f"error: {_INSTALL}", file=sys.stderr)
+        return 2
+    if args.make_space is not None:
+        return _make_space(args, parser)
+    if args.push_to_hub:
+        parser.error("--push_to_hub publishes a Space: pass --make_space FOLDER too")
+    if args.examples is not None and not os.path.isdir(args.examples):
+        parser.error(f"--examples {args.examples} is not a folder")
     work_dir = tempfile.mkdtemp(prefix="nail_segformer_app-")
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
     # A stop by SIGTERM (a service manager, a test) also removes the uploads.
@@ -51,17 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     # app's own, removed at exit.
     os.environ["GRADIO_TEMP_DIR"] = work_dir
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        print(f"error: {_INSTALL}", file=sys.stderr)
-        return 2
     from nail_segformer.model import HubUnavailableError
     from nail_segformer.predict.infer import ModelLoadError, onnx_file
     from nail_segformer.predict.predictor import Predictor
 
-    if args.examples is not None and not os.path.isdir(args.examples):
-        parser.error(f"--examples {args.examples} is not a folder")
     try:
         onnx = None if args.onnx is None else onnx_file(args.onnx, args.dtype)
         if args.onnx is None and args.dtype is not None:

@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 _REPO = r"(?P<repo_type>model|dataset|space)s/(?P<repo_id>[^/]+/[^/]+)"
 _PREUPLOAD_RE = re.compile(rf"^/api/{_REPO}/preupload/(?P<revision>[^/]+)$")
 _COMMIT_RE = re.compile(rf"^/api/{_REPO}/commit/(?P<revision>[^/]+)$")
+_MODEL_INFO_RE = re.compile(
+    r"^/api/models/(?P<repo_id>[^/]+/[^/]+)(/revision/(?P<revision>[^/]+))?$"
+)
+SPACE_SDKS = ("gradio", "docker", "static")
 
 
 @dataclass
@@ -210,8 +214,30 @@ class HubStub:
                 raise _StubError(
                     409, "You already created this model repo", url=f"{self.url}/{repo_id}"
                 )
+            if payload.get("type") == "space" and payload.get("sdk") not in SPACE_SDKS:
+                # The Hub creates a Space only with the SDK it runs.
+                raise _StubError(400, f"a Space needs an sdk in {SPACE_SDKS}, got {payload!r}")
             self.repos[repo_id] = {"type": payload.get("type", "model"), **payload}
         return {"url": f"{self.url}/{repo_id}", "name": repo_id}
+
+    def _model_info(self, repo_id: str) -> dict:
+        """``model_info``: the files of the repo's tree and its card's metadata."""
+        files = self.tree(repo_id)
+        with self._lock:
+            known = repo_id in self.repos or repo_id in self.models
+        if not known or (not files and repo_id not in self.repos):
+            raise _StubError(404, f"Repository {repo_id} not found", "RepoNotFound")
+        card = files.get("README.md", b"").decode()
+        match = re.match(r"^---\s*\n(.*?)\n---", card, flags=re.DOTALL)
+        import yaml
+
+        return {
+            "id": repo_id,
+            "sha": (self.commits_to(repo_id) or [Commit(repo_id, "main", "", "0" * 40)])[-1].oid,
+            "siblings": [{"rfilename": name} for name in sorted(files)],
+            "cardData": yaml.safe_load(match[1]) if match else None,
+            "private": self.repos.get(repo_id, {}).get("visibility") == "private",
+        }
 
     def _require_repo(self, repo_id: str) -> None:
         with self._lock:
@@ -268,18 +294,21 @@ class HubStub:
         if method == "POST" and path == "/api/validate-yaml":
             with self._lock:
                 known = self.models | set(self.repos)
-            return _validate_yaml(json.loads(body).get("content", ""), known)
+            payload = json.loads(body)
+            return _validate_yaml(payload.get("content", ""), known, payload.get("repoType"))
         if method == "POST" and (match := _PREUPLOAD_RE.match(path)):
             return self._preupload(match["repo_id"], json.loads(body))
         if method == "POST" and (match := _COMMIT_RE.match(path)):
             return self._commit(match["repo_id"], match["revision"], body)
+        if method == "GET" and (match := _MODEL_INFO_RE.match(path)):
+            return self._model_info(match["repo_id"])
         with self._lock:
             self.unknown_requests.append(f"{method} {path}")
         logger.error("HubStub: unhandled request %s %s; answering 404", method, path)
         raise _StubError(404, f"HubStub does not implement {method} {path}", "EntryNotFound")
 
 
-def _validate_yaml(content: str, known_models: set[str]) -> dict:
+def _validate_yaml(content: str, known_models: set[str], repo_type: str | None = None) -> dict:
     import yaml
     from huggingface_hub import ModelCardData
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -293,6 +322,9 @@ def _validate_yaml(content: str, known_models: set[str]) -> dict:
         raise _StubError(400, f"Invalid metadata in README.md: {err}") from err
     if not isinstance(metadata, dict):
         raise _StubError(400, "Invalid metadata in README.md: the YAML is not a mapping")
+    if repo_type == "space":
+        _validate_space(metadata, known_models)
+        return {"errors": [], "warnings": []}
     try:
         ModelCardData(**metadata)
     except (ValueError, TypeError) as err:
@@ -310,6 +342,27 @@ def _validate_yaml(content: str, known_models: set[str]) -> dict:
                 400, f'Invalid metadata in README.md: "base_model" {model_id!r} is not a model'
             )
     return {"errors": [], "warnings": []}
+
+
+def _validate_space(metadata: dict, known_models: set[str]) -> None:
+    """What the Hub checks of a Space's README: an SDK (with its version for Gradio), an app
+    file, a short description of at most 60 characters, and models that exist."""
+    problems = []
+    if metadata.get("sdk") not in SPACE_SDKS:
+        problems.append(f'"sdk" must be one of {SPACE_SDKS}')
+    if metadata.get("sdk") == "gradio" and not re.fullmatch(
+        r"\d+\.\d+\.\d+", str(metadata.get("sdk_version", ""))
+    ):
+        problems.append('"sdk_version" must be a version such as 6.31.0')
+    if not str(metadata.get("app_file", "")).endswith(".py"):
+        problems.append('"app_file" must name a .py file')
+    if len(str(metadata.get("short_description", ""))) > 60:
+        problems.append('"short_description" must be at most 60 characters')
+    for model_id in metadata.get("models") or []:
+        if model_id not in known_models:
+            problems.append(f'"models" entry {model_id!r} is not a model')
+    if problems:
+        raise _StubError(400, "Invalid metadata in README.md: " + "; ".join(problems))
 
 
 class _Handler(BaseHTTPRequestHandler):
