@@ -204,3 +204,17 @@ def test_a_space_of_a_local_folder_is_not_pushed(exported, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and "Hub id" in capsys.readouterr().err
+
+
+def test_a_model_fine_tuned_from_nvidia_weights_passes_their_licence_on(exported, tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = tmp_path / "model"
+    shutil.copytree(exported, model)
+    card = ModelCard.load(model / "README.md")
+    card.data.license, card.data.license_name = "other", "nvidia-segformer"
+    card.data.license_link = "https://github.com/NVlabs/SegFormer/blob/master/LICENSE"
+    card.save(model / "README.md")
+    meta = _front_matter(make_space(str(model), tmp_path / "space") / "README.md")
+    assert (meta["license"], meta["license_name"]) == ("other", "nvidia-segformer")
+    assert meta["license_link"].endswith("SegFormer/blob/master/LICENSE")
