@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,6 +121,70 @@ def test_missing_masks_folder_is_explained(tmp_path):
     _photo(tmp_path / "Images" / "a.jpg")
     with pytest.raises(DataError, match="no Masks/"):
         data.find_pairs(tmp_path)
+
+
+# --------------------------------------------------------------------------- folders as they come
+
+
+@pytest.mark.parametrize("suffix", ["_mask", "-mask", "_label", "_gt", "_segmentation"])
+def test_masks_named_after_their_photo_plus_a_suffix_pair(tmp_path, suffix, caplog):
+    for category in ("1", "2"):
+        for i in range(3):
+            _photo(tmp_path / "Images" / category / f"IMG_{i:04d}.jpg")
+            _mask(tmp_path / "Masks" / category / f"IMG_{i:04d}{suffix}.png")
+    with caplog.at_level("INFO", logger="nail_segformer.data.discovery"):
+        scan = data.find_pairs(tmp_path)
+    assert scan.problems == [] and len(scan.pairs) == 6
+    assert all(p.mask.endswith(f"{Path(p.image).stem}{suffix}.png") for p in scan.pairs)
+    [line] = [r.getMessage() for r in caplog.records if "paired that way" in r.getMessage()]
+    assert repr(suffix) in line and "--mask_suffix" in line
+
+
+def test_a_given_mask_suffix_is_used_and_named_when_a_mask_is_missing(tmp_path):
+    for i in range(3):
+        _photo(tmp_path / "Images" / f"p{i}.jpg")
+    _mask(tmp_path / "Masks" / "p0.lbl.png")
+    _mask(tmp_path / "Masks" / "p1.lbl.png")
+    scan = data.find_pairs(tmp_path, mask_suffix=".lbl")
+    assert len(scan.pairs) == 2
+    [missing] = scan.problems
+    assert missing.kind == "missing mask" and "p2.lbl.png" in missing.message
+    assert "--mask_suffix .lbl" in missing.fix
+
+
+def test_a_lone_mask_that_happens_to_end_in_mask_is_not_a_suffix(tmp_path):
+    _pair(tmp_path, "1", "a")
+    _mask(tmp_path / "Masks" / "1" / "notes_mask.png")
+    scan = data.find_pairs(tmp_path)
+    assert _kinds(scan) == ["missing photo"] and len(scan.pairs) == 1
+
+
+@pytest.mark.parametrize("masks", ["labels", "annotations", "gt"])
+def test_the_usual_mask_folder_names_are_accepted(tmp_path, masks, caplog):
+    for i in range(2):
+        _photo(tmp_path / "images" / f"p{i}.jpg")
+        _mask(tmp_path / masks / f"p{i}.png")
+    with caplog.at_level("INFO", logger="nail_segformer.data.discovery"):
+        scan = data.find_pairs(tmp_path)
+    assert scan.problems == [] and len(scan.pairs) == 2
+    assert any(f"masks are read from {masks}/" in r.getMessage() for r in caplog.records)
+
+
+def test_presplit_images_and_labels_pair(tmp_path):
+    for split_dir in ("train", "valid"):
+        for i in range(2):
+            _photo(tmp_path / split_dir / "images" / f"{split_dir}{i}.jpg")
+            _mask(tmp_path / split_dir / "labels" / f"{split_dir}{i}_mask.png")
+    scan = data.find_pairs(tmp_path)
+    assert scan.problems == [] and {p.split for p in scan.pairs} == {"train", "validation"}
+    assert len(scan.pairs) == 4
+
+
+def test_the_checker_takes_mask_suffix(tmp_path, capsys):
+    _photo(tmp_path / "Images" / "a.jpg")
+    _mask(tmp_path / "Masks" / "a~m.png")
+    assert check_main([str(tmp_path), "--mask_suffix", "~m", "--headers_only"]) == 0
+    assert "1 pair" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- one test per problem

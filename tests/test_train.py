@@ -3,6 +3,7 @@
 import inspect
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -640,3 +641,16 @@ def test_auto_class_weights_count_the_cached_label_maps_without_decoding_a_mask(
     # The cache holds the masks at the working size: the shares move a little, not the weights.
     assert from_cache == pytest.approx(from_files, rel=0.1)
     assert from_cache[1] > 5 * from_cache[0]  # nails are the rare class
+
+
+def test_mask_suffix_reaches_the_data_a_run_loads(synthetic_root, tmp_path):
+    from nail_segformer.train.build import load_data
+
+    root = tmp_path / "nails"
+    shutil.copytree(synthetic_root, root)
+    for mask in (root / "Masks").rglob("*.png"):
+        mask.rename(mask.with_name(f"{mask.stem}seg{mask.suffix}"))  # no separator: not found
+    args = train.DataArguments(data_root=str(root), mask_suffix="seg")
+    (tmp_path / "out").mkdir()
+    dataset_dict, _ = load_data(args, str(tmp_path / "out"), resuming=False)
+    assert sum(len(split) for split in dataset_dict.values()) == 16

@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         help="mask values (or #rrggbb colours) that mean nail, as for training; default: each "
         "mask is read by the convention its values show",
     )
+    parser.add_argument(
+        "--mask_suffix",
+        default=None,
+        help="what mask file names add to their photo's stem (IMG_1_mask.png: _mask); default: "
+        "found from the files",
+    )
     args = parser.parse_args(argv)
     try:  # before the folder is scanned, which can take a while
         _validate_fractions(args.validation_fraction, args.test_fraction)
@@ -48,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # How the files were paired (mask folder name, file-name suffix) is worth one line each.
+    logging.getLogger("nail_segformer.data.discovery").setLevel(logging.INFO)
     try:
-        scan = find_pairs(args.data_root)
+        scan = find_pairs(args.data_root, args.mask_suffix)
         pairs = split_pairs(scan.pairs, args.validation_fraction, args.test_fraction, args.seed)
     except (DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

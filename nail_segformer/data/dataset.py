@@ -65,6 +65,7 @@ def load_splits(
     seed: int = 42,
     on_bad_pair: str = "error",
     manifest: str | os.PathLike | None = None,
+    mask_suffix: str | None = None,
 ):
     """Discover, check and split a data folder.
 
@@ -76,6 +77,7 @@ def load_splits(
         on_bad_pair: ``"error"`` stops with every problem listed; ``"skip"`` leaves bad files
             out (they are in the returned scan's ``problems``).
         manifest: a split CSV from an earlier run; when given, it replaces discovery and split.
+        mask_suffix: what mask file stems add to their photo's (see :func:`find_pairs`).
 
     Returns:
         ``(dataset_dict, pairs, scan)``: the ``DatasetDict``, the split pairs (for the manifest)
@@ -90,7 +92,7 @@ def load_splits(
         pairs = read_manifest(manifest, data_root)
         scan = None
     else:
-        scan = find_pairs(data_root)
+        scan = find_pairs(data_root, mask_suffix)
         if scan.problems and (on_bad_pair == "error" or not scan.pairs):
             raise DataError(scan.problem_report())
         if scan.problems:

@@ -5,6 +5,7 @@ See :mod:`nail_segformer.data` for the layouts; this module only reads file name
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -20,9 +21,14 @@ from nail_segformer.data.files import (
     relative_to_root,
 )
 
+logger = logging.getLogger(__name__)
+
 ROOT_CATEGORY = "root"
 _IMAGE_DIRS = ("Images", "images")
-_MASK_DIRS = ("Masks", "masks")
+# Masks/ first; then the names label exports and downloaded sets use for it.
+_MASK_DIRS = ("Masks", "masks", "labels", "annotations", "gt", "ground_truth", "groundtruth")
+# Separators that start a suffix naming a mask file after its photo: IMG_1_mask, IMG_1-gt.
+_SUFFIX_SEPARATORS = "_-. "
 _PRESPLIT_DIRS = {
     "train": ("train",),
     "validation": ("validation", "valid", "val"),
@@ -93,8 +99,13 @@ def _child_dir(parent: Path, names: Sequence[str]) -> Path | None:
     return matches[0] if matches else None
 
 
-def list_files_by_key(top: Path) -> dict[tuple[str, str], list[Path]]:
-    """Files under ``top`` keyed by (category, stem), both lower-cased; hidden files skipped."""
+def list_files_by_key(top: Path, suffix: str = "") -> dict[tuple[str, str], list[Path]]:
+    """Files under ``top`` keyed by (category, stem), both lower-cased; hidden files skipped.
+
+    ``suffix`` (e.g. ``_mask``) is removed from the end of each stem that has it, so that
+    ``IMG_1_mask.png`` keys as its photo ``IMG_1.jpg`` does.
+    """
+    suffix = suffix.lower()
     found: dict[tuple[str, str], list[Path]] = defaultdict(list)
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if not is_hidden_or_os_file(d))
@@ -104,8 +115,30 @@ def list_files_by_key(top: Path) -> dict[tuple[str, str], list[Path]]:
             if is_hidden_or_os_file(name):
                 continue
             path = Path(dirpath) / name
-            found[(category.lower(), path.stem.lower())].append(path)
+            stem = path.stem.lower()
+            if suffix and stem.endswith(suffix) and len(stem) > len(suffix):
+                stem = stem[: -len(suffix)]
+            found[(category.lower(), stem)].append(path)
     return found
+
+
+def shared_mask_suffix(images: set[tuple[str, str]], masks: set[tuple[str, str]]) -> str:
+    """The suffix that every mask without a photo of its stem shares, when removing it pairs
+    them: ``_mask`` for ``IMG_1_mask.png`` beside ``IMG_1.jpg``; ``""`` when there is none."""
+    unpaired = sorted(stem for _, stem in masks - images)
+    if not unpaired:
+        return ""
+    common = os.path.commonprefix([stem[::-1] for stem in unpaired])[::-1]
+    # The suffix starts at a separator: "_mask" of "a_mask" and "b_mask", never "k".
+    starts = [i for i, char in enumerate(common) if char in _SUFFIX_SEPARATORS]
+    if not starts:
+        return ""
+    suffix = common[starts[0] :]
+    stripped = {
+        (cat, stem[: -len(suffix)]) for (cat, stem) in masks - images if len(stem) > len(suffix)
+    }
+    # Most of the lone masks must then find their photo, or the suffix is a coincidence.
+    return suffix if len(stripped & (images - masks)) * 2 > len(unpaired) else ""
 
 
 def _category_name(path: Path, top: Path) -> str:
@@ -114,11 +147,25 @@ def _category_name(path: Path, top: Path) -> str:
 
 
 def _scan_layout(
-    images_dir: Path, masks_dir: Path, root: Path, split: str | None, result: ScanResult
+    images_dir: Path,
+    masks_dir: Path,
+    root: Path,
+    split: str | None,
+    result: ScanResult,
+    mask_suffix: str | None = None,
 ) -> None:
     """Pair the files of one Images/Masks twin, appending pairs and problems to ``result``."""
     images = list_files_by_key(images_dir)
-    masks = list_files_by_key(masks_dir)
+    masks = list_files_by_key(masks_dir, mask_suffix or "")
+    if mask_suffix is None and (suffix := shared_mask_suffix(set(images), set(masks))):
+        logger.info(
+            "the masks in %s are named after their photo plus %r: paired that way "
+            "(--mask_suffix sets the suffix)",
+            relative_to_root(masks_dir, root),
+            suffix,
+        )
+        masks = list_files_by_key(masks_dir, suffix)
+        mask_suffix = suffix
     image_categories = Counter(cat for cat, _ in images)
     mask_categories = Counter(cat for cat, _ in masks)
     empty_mask_categories = {c for c in image_categories if c not in mask_categories}
@@ -156,13 +203,19 @@ def _scan_layout(
             image = image_files[0]
             if _undecodable(image, "photo", root, result):
                 continue
-            expected = (masks_dir / image.relative_to(images_dir)).with_suffix(".png")
+            expected = masks_dir / image.relative_to(images_dir)
+            expected = expected.with_name(f"{image.stem}{mask_suffix or ''}.png")
+            named = (
+                f"the photo's file stem plus --mask_suffix {mask_suffix}"
+                if mask_suffix
+                else "file stem (or pass --mask_suffix, e.g. _mask, for IMG_1_mask.png)"
+            )
             result.problems.append(
                 Problem(
                     "missing mask",
                     relative_to_root(image, root),
                     f"no mask for this photo; expected e.g. {relative_to_root(expected, root)}",
-                    "add the mask (masks share the photo's category folder and file stem)",
+                    f"add the mask (masks share the photo's category folder and {named})",
                 )
             )
             continue
@@ -205,6 +258,11 @@ def _scan_layout(
         )
 
 
+def _note_mask_dir(masks_dir: Path, root: Path) -> None:
+    if masks_dir.name.lower() != "masks":
+        logger.info("masks are read from %s/", relative_to_root(masks_dir, root))
+
+
 def _header(path: Path, what: str, root: Path, result: ScanResult) -> tuple[int, int, str] | None:
     try:
         return read_header(path)
@@ -218,10 +276,14 @@ def _undecodable(path: Path, what: str, root: Path, result: ScanResult) -> bool:
     return _header(path, what, root, result) is None
 
 
-def find_pairs(data_root: str | os.PathLike) -> ScanResult:
+def find_pairs(data_root: str | os.PathLike, mask_suffix: str | None = None) -> ScanResult:
     """Find every photo/mask pair under ``data_root`` and every problem with the files.
 
-    Only file headers are read, so this is fast on large folders.
+    Only file headers are read, so this is fast on large folders. The mask folder is
+    ``Masks/`` or one of the names exports use (``labels/``, ``annotations/``, ``gt/``, ...),
+    said in the log. A mask's file stem is its photo's, or its photo's plus ``mask_suffix``;
+    with None, a suffix that every lone mask shares (``IMG_1_mask.png`` beside ``IMG_1.jpg``)
+    is found and used, and the log says so.
 
     Raises:
         DataError: ``data_root`` does not exist or matches neither layout.
@@ -236,9 +298,11 @@ def find_pairs(data_root: str | os.PathLike) -> ScanResult:
             missing = "Masks" if images_dir else "Images"
             raise DataError(
                 f"{root} has {'Images' if images_dir else 'Masks'}/ but no {missing}/ folder: "
-                "photos go in Images/<category>/ and masks with the same stem in Masks/<category>/"
+                "photos go in Images/<category>/ and masks with the same stem in Masks/<category>/ "
+                "(or labels/, annotations/, gt/)"
             )
-        _scan_layout(images_dir, masks_dir, root, None, result)
+        _note_mask_dir(masks_dir, root)
+        _scan_layout(images_dir, masks_dir, root, None, result, mask_suffix)
     else:
         split_dirs = {s: _child_dir(root, names) for s, names in _PRESPLIT_DIRS.items()}
         if not (split_dirs["train"] and split_dirs["validation"]):
@@ -253,10 +317,11 @@ def find_pairs(data_root: str | os.PathLike) -> ScanResult:
             masks_dir = _child_dir(split_dir, _MASK_DIRS)
             if not (images_dir and masks_dir):
                 raise DataError(
-                    f"{split_dir} must hold both an images/ and a masks/ folder "
+                    f"{split_dir} must hold both an images/ and a masks/ (or labels/) folder "
                     f"(found: {sorted(p.name for p in split_dir.iterdir())})"
                 )
-            _scan_layout(images_dir, masks_dir, root, split, result)
+            _note_mask_dir(masks_dir, root)
+            _scan_layout(images_dir, masks_dir, root, split, result, mask_suffix)
     if not result.pairs:
         result.problems.append(
             Problem(

@@ -65,6 +65,13 @@ class DataArguments:
     split_seed: int = field(
         default=42, metadata={"help": "Seed of the train/validation/test split."}
     )
+    mask_suffix: str | None = field(
+        default=None,
+        metadata={
+            "help": "What mask file names add to their photo's stem (IMG_1_mask.png beside "
+            "IMG_1.jpg: _mask). Default: a suffix every unpaired mask shares is found and used."
+        },
+    )
     on_bad_pair: str = field(
         default="error",
         metadata={

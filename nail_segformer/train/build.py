@@ -82,6 +82,7 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
         seed=data_args.split_seed,
         on_bad_pair=data_args.on_bad_pair,
         manifest=manifest,
+        mask_suffix=data_args.mask_suffix,
     )
     if write:
         if scan is not None and scan.problems:
