@@ -1,4 +1,5 @@
-"""``python -m nail_segformer.data DATA_ROOT``: the data checker."""
+"""``python -m nail_segformer.data DATA_ROOT``: the data checker, and the folder written out as
+a Hugging Face dataset (``--save_to_disk DIR``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """``python -m nail_segformer.data DATA_ROOT``: check a folder and print a summary.
 
-    Exits 0 when the folder is clean, 1 when there are problems, 2 when it cannot be read.
+    With ``--save_to_disk DIR``, a clean folder is then written there as a ``DatasetDict``
+    (:mod:`nail_segformer.data.hub_dataset`). Exits 0 when the folder is clean (and written),
+    1 when there are problems (nothing is written), 2 when it cannot be read or written.
     """
     parser = argparse.ArgumentParser(
         prog="python -m nail_segformer.data",
@@ -47,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         help="what mask file names add to their photo's stem (IMG_1_mask.png: _mask); default: "
         "found from the files",
     )
+    parser.add_argument(
+        "--save_to_disk",
+        default=None,
+        metavar="DIR",
+        help="write the folder, split as training would split it, as a Hugging Face dataset "
+        "(image, label as class ids, category) into the new folder DIR",
+    )
     args = parser.parse_args(argv)
     try:  # before the folder is scanned, which can take a while
         _validate_fractions(args.validation_fraction, args.test_fraction)
@@ -64,4 +74,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = summarize(pairs, scan, read_masks=not args.headers_only, nail_values=nail_values)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-    return 1 if summary["problems"] else 0
+    if summary["problems"]:
+        if args.save_to_disk:
+            print(
+                f"nothing written to {args.save_to_disk}: fix the problems first", file=sys.stderr
+            )
+        return 1
+    if args.save_to_disk:
+        return _save(pairs, args, nail_values)
+    return 0
+
+
+def _save(pairs, args, nail_values) -> int:
+    from nail_segformer.data.files import ImageReadError
+    from nail_segformer.data.hub_dataset import manifest_path, save_hub_dataset
+
+    try:
+        written = save_hub_dataset(pairs, args.data_root, args.save_to_disk, nail_values)
+    except (FileExistsError, ImageReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows = ", ".join(f"{split} {len(ds)}" for split, ds in written.items())
+    print(
+        f"wrote {args.save_to_disk} ({rows}); which row is which file: "
+        f"{manifest_path(args.save_to_disk)} (it names your files: keep it out of uploads)"
+    )
+    return 0
