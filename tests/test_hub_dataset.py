@@ -124,3 +124,39 @@ def test_a_folder_with_problems_or_a_used_target_writes_nothing(folder, tmp_path
     next((folder / "Masks").rglob("*.png")).unlink()
     assert data_main([str(folder), "--save_to_disk", str(tmp_path / "new")]) == 1
     assert not (tmp_path / "new").exists()
+
+
+def test_the_push_is_private_holds_no_name_and_loads_back(folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from datasets import load_dataset, load_from_disk
+    from support.hub_stub import HubStub
+
+    token = "hf_" + "q" * 34
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_TOKEN")}
+    with HubStub(expected_token=token) as hub:
+        env.update(HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_TOKEN=token,
+                   HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_XET="1")  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "nail_segformer.data", str(folder), "--save_to_disk",
+             str(tmp_path / "set"), "--push_to_hub", "--hub_dataset_id", "me/nails"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        repo, files = hub.repos["me/nails"], hub.tree("me/nails")
+    assert repo["type"] == "dataset" and repo["visibility"] == "private"
+    assert {"README.md", "id2label.json"} <= set(files)
+    shards = {name: content for name, content in files.items() if name.endswith(".parquet")}
+    assert shards
+    for name, content in files.items():
+        assert b"secret_hand" not in content and b"SecretPhone" not in content, name
+        assert str(folder).encode() not in content, name
+    local = tmp_path / "pulled"
+    for name, content in shards.items():
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_bytes(content)
+    pulled = load_dataset("parquet", data_dir=str(local / "data"))
+    written = load_from_disk(str(tmp_path / "set"))
+    assert {s: len(d) for s, d in pulled.items()} == {s: len(d) for s, d in written.items()}

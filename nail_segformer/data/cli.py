@@ -57,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         help="write the folder, split as training would split it, as a Hugging Face dataset "
         "(image, label as class ids, category) into the new folder DIR",
     )
+    parser.add_argument(
+        "--push_to_hub",
+        action="store_true",
+        help="with --save_to_disk: push the written set to --hub_dataset_id (private unless "
+        "--public)",
+    )
+    parser.add_argument("--hub_dataset_id", default=None, help="e.g. you/nail-photos")
+    parser.add_argument("--public", action="store_true", help="with --push_to_hub: a public set")
     args = parser.parse_args(argv)
+    if args.push_to_hub and not (args.save_to_disk and args.hub_dataset_id):
+        parser.error("--push_to_hub pushes the set --save_to_disk DIR writes: pass both, and "
+                     "--hub_dataset_id")  # fmt: skip
     try:  # before the folder is scanned, which can take a while
         _validate_fractions(args.validation_fraction, args.test_fraction)
         nail_values = parse_nail_values(args.nail_values)
@@ -99,4 +110,15 @@ def _save(pairs, args, nail_values) -> int:
         f"wrote {args.save_to_disk} ({rows}); which row is which file: "
         f"{manifest_path(args.save_to_disk)} (it names your files: keep it out of uploads)"
     )
+    if not args.push_to_hub:
+        return 0
+    from nail_segformer.data.hub_dataset import push_hub_dataset
+    from nail_segformer.hub import PushError
+
+    try:
+        repo = push_hub_dataset(args.save_to_disk, args.hub_dataset_id, args.public)
+    except PushError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    print(f"pushed the set to the dataset repo {repo}")
     return 0

@@ -30,7 +30,13 @@ from nail_segformer.data.files import _EXIF_ORIENTATION_TAG, _open_image, load_i
 from nail_segformer.data.splits import SPLITS
 from nail_segformer.labels import ID2LABEL
 
-__all__ = ["build_hub_dataset", "manifest_path", "save_hub_dataset", "strip_jpeg_metadata"]
+__all__ = [
+    "build_hub_dataset",
+    "manifest_path",
+    "push_hub_dataset",
+    "save_hub_dataset",
+    "strip_jpeg_metadata",
+]
 
 # JPEG segments kept: the frame, tables and scan, JFIF (APP0), Adobe colour transform (APP14)
 # and the ICC profile (APP2); every other APPn (EXIF, XMP, IPTC, maker notes) and comments go.
@@ -165,6 +171,35 @@ def save_hub_dataset(
                     ]
                 )
     return dataset_dict
+
+
+def push_hub_dataset(folder: str | os.PathLike, repo_id: str, public: bool = False) -> str:
+    """Push a set written by :func:`save_hub_dataset` with ``DatasetDict.push_to_hub`` (its
+    Parquet shards and card), then its ``id2label.json``; private unless ``public``.
+
+    Returns:
+        The dataset repo's id.
+
+    Raises:
+        PushError: the Hub refused or could not be reached; the written folder stays.
+    """
+    from datasets import load_from_disk
+
+    from nail_segformer.hub import PushError, private_unless_public, push_folder
+
+    private = private_unless_public("dataset", public)
+    try:
+        load_from_disk(str(folder)).push_to_hub(repo_id, private=private)
+    except Exception as err:  # the client's HTTP and file errors
+        raise PushError(
+            f"pushing the dataset to {repo_id} failed ({type(err).__name__}: {err}); the set "
+            f"stays in {folder}: run the same command again",
+            str(err),
+        ) from err
+    return push_folder(
+        folder, repo_id, ["id2label.json"], commit_message="id2label.json",
+        repo_type="dataset", private=private,
+    )  # fmt: skip
 
 
 def dataset_card(dataset_dict) -> str:

@@ -50,9 +50,15 @@ logger = logging.getLogger(__name__)
 _REPO = r"(?P<repo_type>model|dataset|space)s/(?P<repo_id>[^/]+/[^/]+)"
 _PREUPLOAD_RE = re.compile(rf"^/api/{_REPO}/preupload/(?P<revision>[^/]+)$")
 _COMMIT_RE = re.compile(rf"^/api/{_REPO}/commit/(?P<revision>[^/]+)$")
-_MODEL_INFO_RE = re.compile(
-    r"^/api/models/(?P<repo_id>[^/]+/[^/]+)(/revision/(?P<revision>[^/]+))?$"
+_REPO_INFO_RE = re.compile(rf"^/api/{_REPO}(/revision/(?P<revision>[^/]+))?$")
+_TREE_RE = re.compile(rf"^/api/{_REPO}/tree/(?P<revision>[^/]+)(/(?P<path>.+))?$")
+_LFS_BATCH_RE = re.compile(
+    r"^/((?P<prefix>datasets|spaces)/)?(?P<repo_id>[^/]+/[^/]+)\.git/info/lfs/objects/batch$"
 )
+_LFS_UPLOAD_RE = re.compile(r"^/lfs-upload/(?P<oid>[0-9a-f]{64})$")
+# Files whose preupload answer is "lfs", as the Hub's .gitattributes makes them: datasets
+# uploads its Parquet shards before the commit and deletes each temporary file right after.
+_LFS_SUFFIXES = (".parquet",)
 SPACE_SDKS = ("gradio", "docker", "static")
 
 
@@ -121,6 +127,7 @@ class HubStub:
         self.commits: list[Commit] = []
         self.requests: list[RecordedRequest] = []
         self.unknown_requests: list[str] = []
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content, uploaded before commits
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -220,8 +227,39 @@ class HubStub:
             self.repos[repo_id] = {"type": payload.get("type", "model"), **payload}
         return {"url": f"{self.url}/{repo_id}", "name": repo_id}
 
-    def _model_info(self, repo_id: str) -> dict:
-        """``model_info``: the files of the repo's tree and its card's metadata."""
+    def _list_tree(self, repo_id: str, folder: str) -> list:
+        """``list_repo_tree``: the files and folders directly in ``folder``."""
+        self._require_repo(repo_id)
+        prefix = folder.rstrip("/") + "/" if folder else ""
+        entries: dict[str, dict] = {}
+        for name, content in sorted(self.tree(repo_id).items()):
+            if not name.startswith(prefix):
+                continue
+            head, _, rest = name[len(prefix) :].partition("/")
+            if rest:
+                entries.setdefault(prefix + head, {"type": "directory", "path": prefix + head})
+            else:
+                oid = hashlib.sha1(content).hexdigest()
+                entries[name] = {"type": "file", "path": name, "size": len(content), "oid": oid}
+        if folder and not entries:
+            raise _StubError(404, f"{folder} does not exist in {repo_id}", "EntryNotFound")
+        return list(entries.values())
+
+    def _lfs_batch(self, payload: dict) -> dict:
+        """The LFS batch API: an upload action (a PUT here) for each object not stored yet."""
+        objects = []
+        for item in payload.get("objects", []):
+            answer = {"oid": item["oid"], "size": item["size"]}
+            with self._lock:
+                stored = item["oid"] in self.lfs_objects
+            if not stored:
+                href = f"{self.url}/lfs-upload/{item['oid']}"
+                answer["actions"] = {"upload": {"href": href, "header": {}}}
+            objects.append(answer)
+        return {"transfer": "basic", "objects": objects}
+
+    def _repo_info(self, repo_id: str) -> dict:
+        """``model_info`` / ``dataset_info``: the repo's files and its card's metadata."""
         files = self.tree(repo_id)
         with self._lock:
             known = repo_id in self.repos or repo_id in self.models
@@ -251,7 +289,12 @@ class HubStub:
             raise _StubError(400, f"preupload needs a 'files' list, got {payload!r}")
         return {
             "files": [
-                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                {
+                    "path": f["path"],
+                    "uploadMode": "lfs" if f["path"].endswith(_LFS_SUFFIXES) else "regular",
+                    "shouldIgnore": False,
+                    "oid": None,
+                }
                 for f in files
             ]
         }
@@ -275,6 +318,12 @@ class HubStub:
                 commit.files[value["path"]] = base64.b64decode(value["content"], validate=True)
             elif key in ("deletedFile", "deletedFolder"):
                 commit.deleted.append(value["path"])
+            elif key == "lfsFile":
+                with self._lock:
+                    content = self.lfs_objects.get(value.get("oid", ""))
+                if content is None:
+                    raise _StubError(400, f"LFS object of {value.get('path')} was never uploaded")
+                commit.files[value["path"]] = content
             else:
                 # lfsFile would reference storage the stub never offered (it answers "regular").
                 raise _StubError(400, f"the stub accepts only inline files, got a {key!r} item")
@@ -300,8 +349,18 @@ class HubStub:
             return self._preupload(match["repo_id"], json.loads(body))
         if method == "POST" and (match := _COMMIT_RE.match(path)):
             return self._commit(match["repo_id"], match["revision"], body)
-        if method == "GET" and (match := _MODEL_INFO_RE.match(path)):
-            return self._model_info(match["repo_id"])
+        if method == "GET" and (match := _REPO_INFO_RE.match(path)):
+            return self._repo_info(match["repo_id"])
+        if method == "GET" and (match := _TREE_RE.match(path)):
+            return self._list_tree(match["repo_id"], match["path"] or "")
+        if method == "POST" and (match := _LFS_BATCH_RE.match(path)):
+            return self._lfs_batch(json.loads(body))
+        if method == "PUT" and (match := _LFS_UPLOAD_RE.match(path)):
+            if hashlib.sha256(body).hexdigest() != match["oid"]:
+                raise _StubError(400, "LFS upload does not match its sha256")
+            with self._lock:
+                self.lfs_objects[match["oid"]] = body
+            return {}
         with self._lock:
             self.unknown_requests.append(f"{method} {path}")
         logger.error("HubStub: unhandled request %s %s; answering 404", method, path)
@@ -410,7 +469,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.requests.append(request)
         try:
             body = request.body = self._read_body()
-            self.hub._check_auth(authorization)
+            if not _LFS_UPLOAD_RE.match(path):  # an upload URL carries its own authorisation
+                self.hub._check_auth(authorization)
             status, answer = 200, self.hub._route(self.command, path, body)
         except _StubError as err:
             status = err.status
