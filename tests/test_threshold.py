@@ -219,3 +219,33 @@ def test_an_exported_file_carries_the_threshold(tiny_run_dir, tmp_path):
     assert json.loads((folder / "config.json").read_text())["nail_threshold"] == threshold
     onnx_path = folder / "onnx" / "model.onnx"
     assert Predictor.from_pretrained(folder, onnx=onnx_path, device="cpu").threshold == threshold
+
+
+def test_a_validation_split_without_nails_keeps_argmax_and_says_so(caplog, tmp_path):
+    from types import SimpleNamespace
+
+    from nail_segformer.metrics import SegmentationCounts
+    from nail_segformer.train.pipeline import evaluate_splits, save_threshold
+
+    hook = StreamingSegmentationMetrics(ID2LABEL)
+    counts = SegmentationCounts.zeros(2)
+    counts.nail_probability[0, 10] = 500  # background pixels only: no nail to choose by
+
+    def evaluate(split, metric_key_prefix):
+        hook.last_counts = counts
+        return {f"{metric_key_prefix}_iou_nail": 1.0}
+
+    trainer = SimpleNamespace(
+        compute_metrics=hook, evaluate=evaluate, save_metrics=lambda *a: None, eval_dataset=None
+    )
+    with caplog.at_level("INFO", logger="nail_segformer.train.pipeline"):
+        metrics, threshold = evaluate_splits(trainer, {"validation": [], "test": []})
+    assert threshold is None and "nail_threshold" not in metrics["validation"]
+    assert "iou_nail_at_threshold" not in metrics["test"] and hook.threshold is None
+    assert any("threshold stays argmax" in r.getMessage() for r in caplog.records)
+    # Saved as null, which Predictor reads as argmax.
+    from transformers import SegformerConfig
+
+    model = SimpleNamespace(config=SegformerConfig(num_labels=2, nail_threshold=0.3))
+    save_threshold(model, str(tmp_path), None)
+    assert json.loads((tmp_path / "config.json").read_text())["nail_threshold"] is None
