@@ -9,16 +9,13 @@ import io
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 from support.learnable import render
+from support.servers import free_port, serving
 
 from nail_segformer.predict import Predictor
 
@@ -29,12 +26,6 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(learned_run_dir, tmp_path_factory):
     try:
@@ -42,33 +33,14 @@ def app_url(learned_run_dir, tmp_path_factory):
         import gradio_client  # noqa: F401
     except ImportError:
         _unavailable("Gradio is not installed (pip install -e '.[app]')")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
     server_tmp = tmp_path_factory.mktemp("server_tmp")  # the server's temporary folder
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(server_tmp)}
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "nail_segformer.app", "--model", str(learned_run_dir),
-             "--port", str(port), "--device", "cpu"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, f"the app exited:\n{log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"no page after 180 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+    command = [sys.executable, "-m", "nail_segformer.app", "--model", str(learned_run_dir),
+               "--port", str(port), "--device", "cpu"]  # fmt: skip
+    with serving(command, port, log, env=env) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     # Uploads and answers lived in the app's own folder, removed when it stopped.
     assert [p.name for p in server_tmp.iterdir()] == [], log.read_text()[-3000:]
 

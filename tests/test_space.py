@@ -9,11 +9,8 @@ masks of ``predict --onnx``.
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 from support.learnable import render
+from support.servers import free_port, serving
 
 from nail_segformer.predict import Predictor
 
@@ -73,43 +71,17 @@ def space_python(space):
     return python
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def space_url(space, space_python, exported, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("space_log") / "space.log"
     env = {
         "PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "NAIL_MODEL": str(exported),
         "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
     }  # fmt: skip
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [str(space_python), "app.py"], cwd=space, env=env, stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, f"the Space exited:\n{log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"no page after 180 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+    with serving([str(space_python), "app.py"], port, log, cwd=space, env=env) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_the_space_stands_alone(space_python):
