@@ -18,10 +18,16 @@ from typing import TYPE_CHECKING
 from nail_segformer._lazy import lazy_exports
 
 # Imported on first use: importing the package loads neither torch nor Gradio.
-__all__ = ["MAX_SIDE", "Analysis", "analyze", "read_upload"]
+__all__ = ["MAX_SIDE", "Analysis", "analyze", "fit_to_max_side", "read_upload"]
 _EXPORTS = dict.fromkeys(__all__, "nail_segformer.app.analysis")
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
-    from nail_segformer.app.analysis import MAX_SIDE, Analysis, analyze, read_upload
+    from nail_segformer.app.analysis import (
+        MAX_SIDE,
+        Analysis,
+        analyze,
+        fit_to_max_side,
+        read_upload,
+    )
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ from nail_segformer.data.files import load_image, read_header
 from nail_segformer.metrics import label_nails
 from nail_segformer.predict.outputs import render_overlay
 
-__all__ = ["MAX_SIDE", "Analysis", "analyze", "read_upload"]
+__all__ = ["MAX_SIDE", "Analysis", "analyze", "fit_to_max_side", "read_upload"]
 
 # Photos longer than this on a side are answered at this side (mask included): the page shows
 # and sends back every pixel it answers with, and a browser gains nothing from 200 MP.
@@ -32,13 +32,33 @@ class Analysis:
         mask: (H, W) uint8, 255 for nail, at the size the photo was answered at.
         nails: one row per nail, numbered as drawn: ``[number, area in pixels, percent of the
             photo, mean nail probability]``.
-        scale: the answered size over the photo's own (1.0 below :data:`MAX_SIDE`).
     """
 
     overlay: Image.Image
     mask: np.ndarray
     nails: list[list]
-    scale: float
+
+
+def _answer_size(width: int, height: int) -> tuple[tuple[int, int], float]:
+    """The size a ``width`` x ``height`` photo is answered at, and its scale."""
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    return (max(1, round(width * scale)), max(1, round(height * scale))), scale
+
+
+def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+
+
+def fit_to_max_side(image: Image.Image) -> tuple[Image.Image, float]:
+    """An image already decoded (a webcam capture), brought down to :data:`MAX_SIDE`.
+
+    Returns:
+        ``(image, scale)``.
+    """
+    size, scale = _answer_size(*image.size)
+    return _resized(image, size), scale
 
 
 def read_upload(path: str | os.PathLike) -> tuple[Image.Image, float]:
@@ -52,13 +72,9 @@ def read_upload(path: str | os.PathLike) -> tuple[Image.Image, float]:
     Raises:
         ImageReadError: the file is not a readable image, or is above the pixel cap.
     """
-    width, height, _ = read_header(path)
-    scale = min(1.0, MAX_SIDE / max(width, height))
-    if scale == 1.0:
-        return load_image(path), scale
-    target = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = load_image(path, reduce_to=target)
-    return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0), scale
+    size, scale = _answer_size(*read_header(path)[:2])
+    image = load_image(path, reduce_to=size if scale < 1.0 else None)
+    return _resized(image, size), scale
 
 
 def analyze(
@@ -67,7 +83,6 @@ def analyze(
     threshold: float | None = None,
     mode: str = "resize",
     tta: bool = False,
-    scale: float = 1.0,
 ) -> Analysis:
     """Predict one photo with these settings, leaving ``predictor`` as it was.
 
@@ -77,7 +92,6 @@ def analyze(
         threshold: nail probability above which a pixel is nail; None takes the argmax.
         mode: ``resize`` or ``slide``.
         tta: average with the mirrored photo.
-        scale: what :func:`read_upload` returned, kept in the answer.
     """
     settings = copy.copy(predictor)  # one request's settings; the loaded model is shared
     settings.threshold, settings.mode, settings.tta = threshold, mode, tta
@@ -92,7 +106,7 @@ def analyze(
     ]
     overlay = render_overlay(image, prediction.mask)
     _number(overlay, labels, index)
-    return Analysis(overlay, prediction.mask * np.uint8(255), nails, scale)
+    return Analysis(overlay, prediction.mask * np.uint8(255), nails)
 
 
 def _means(values: np.ndarray, labels: np.ndarray, index: np.ndarray) -> np.ndarray:

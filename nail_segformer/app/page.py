@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from nail_segformer.app.analysis import MAX_SIDE, analyze, read_upload
+from nail_segformer.app.analysis import MAX_SIDE, analyze, fit_to_max_side, read_upload
 from nail_segformer.data.files import ImageReadError
 from nail_segformer.predict.predictor import MODES
 
@@ -58,15 +58,14 @@ def build_page(predictor, examples: list[str], work_dir: str | Path):
                 image, scale = read_upload(path)
                 stem = Path(path).stem
             elif webcam is not None:
-                image, stem = _within_max_side(webcam.convert("RGB")), "webcam"
-                scale = image.width / webcam.width
+                (image, scale), stem = fit_to_max_side(webcam.convert("RGB")), "webcam"
             else:
                 raise gr.Error("Upload a photo, or take one with the webcam, first.")
         except ImageReadError as err:
             # The upload's folder is the server's own; the user knows the file by its name.
             raise gr.Error(str(err).replace(str(Path(path).parent) + "/", "")) from None
         progress(0.3, desc="finding the nails")
-        result = analyze(predictor, image, float(threshold), mode, bool(tta), scale)
+        result = analyze(predictor, image, float(threshold), mode, bool(tta))
         out = Path(tempfile.mkdtemp(dir=masks_dir)) / f"{stem}_nail_mask.png"
         Image.fromarray(result.mask).save(out, compress_level=1)
         size = f"{image.width}x{image.height}"
@@ -112,11 +111,3 @@ def build_page(predictor, examples: list[str], work_dir: str | Path):
             api_name="analyze",
         )
     return page
-
-
-def _within_max_side(image: Image.Image) -> Image.Image:
-    scale = MAX_SIDE / max(image.size)
-    if scale >= 1.0:
-        return image
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
