@@ -169,6 +169,10 @@ def test_dtype_without_an_export_folder_is_a_usage_error(tiny_run_dir, exported,
         predict_main(["--model", str(tiny_run_dir), "--onnx", str(exported[2]), "--dtype",
                       "int8", "--input", "x", "--output", "y"])  # fmt: skip
     assert stopped.value.code == 2 and "--dtype" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # and --dtype without --onnx
+        predict_main(["--model", str(tiny_run_dir), "--dtype", "int8", "--input", "x",
+                      "--output", "y"])  # fmt: skip
+    assert stopped.value.code == 2 and "pass --onnx FOLDER too" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- quality gate, push

@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from nail_segformer.predict.predictor import Predictor
 
     try:
-        onnx = None if args.onnx is None else onnx_file(args.onnx, args.dtype)
-        if args.onnx is None and args.dtype is not None:
-            parser.error("--dtype picks the file of an ONNX export: pass --onnx FOLDER too")
+        onnx = onnx_file(args.onnx, args.dtype)
         predictor = Predictor.from_pretrained(
             args.model, device=args.device, onnx=onnx, revision=args.revision, batch_size=1
         )

@@ -122,13 +122,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         check_model_reference(args.model, "--model", "pass a training run's output folder")
     except ValueError as err:
         parser.error(str(err))
-    if args.onnx is not None:
-        try:
-            args.onnx = str(onnx_file(args.onnx, args.dtype))
-        except ValueError as err:
-            parser.error(str(err))
-    elif args.dtype is not None:
-        parser.error("--dtype picks the file of an ONNX export: pass --onnx FOLDER too")
+    try:
+        onnx = onnx_file(args.onnx, args.dtype)
+    except ValueError as err:
+        parser.error(str(err))
+    args.onnx = None if onnx is None else str(onnx)
 
 
 def _load(args) -> tuple[Predictor, MaskLookup | None]:

@@ -62,17 +62,21 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx"}
 
 
-def onnx_file(path: str | os.PathLike, dtype: str | None = None) -> Path:
-    """The ``.onnx`` file ``--onnx PATH [--dtype D]`` names.
+def onnx_file(path: str | os.PathLike | None, dtype: str | None = None) -> Path | None:
+    """The ``.onnx`` file ``--onnx PATH [--dtype D]`` names; None without ``--onnx``.
 
     Args:
         path: an ``.onnx`` file, or a folder holding ``onnx/`` (a model folder) or the files.
         dtype: ``fp32`` (default) or ``int8``, for a folder only.
 
     Raises:
-        ValueError: the file is missing, or ``dtype`` is given with a file; the message says
-            what to pass.
+        ValueError: the file is missing, or ``dtype`` is given with a file or without a path;
+            the message says what to pass.
     """
+    if path is None:
+        if dtype is not None:
+            raise ValueError("--dtype picks the file of an ONNX export: pass --onnx FOLDER too")
+        return None
     path = Path(path).expanduser()
     if path.is_file():
         if dtype is not None:
