@@ -99,13 +99,8 @@ def _child_dir(parent: Path, names: Sequence[str]) -> Path | None:
     return matches[0] if matches else None
 
 
-def list_files_by_key(top: Path, suffix: str = "") -> dict[tuple[str, str], list[Path]]:
-    """Files under ``top`` keyed by (category, stem), both lower-cased; hidden files skipped.
-
-    ``suffix`` (e.g. ``_mask``) is removed from the end of each stem that has it, so that
-    ``IMG_1_mask.png`` keys as its photo ``IMG_1.jpg`` does.
-    """
-    suffix = suffix.lower()
+def list_files_by_key(top: Path) -> dict[tuple[str, str], list[Path]]:
+    """Files under ``top`` keyed by (category, stem), both lower-cased; hidden files skipped."""
     found: dict[tuple[str, str], list[Path]] = defaultdict(list)
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if not is_hidden_or_os_file(d))
@@ -115,10 +110,25 @@ def list_files_by_key(top: Path, suffix: str = "") -> dict[tuple[str, str], list
             if is_hidden_or_os_file(name):
                 continue
             path = Path(dirpath) / name
-            stem = path.stem.lower()
-            if suffix and stem.endswith(suffix) and len(stem) > len(suffix):
-                stem = stem[: -len(suffix)]
-            found[(category.lower(), stem)].append(path)
+            found[(category.lower(), path.stem.lower())].append(path)
+    return found
+
+
+def _without(key: tuple[str, str], suffix: str) -> tuple[str, str]:
+    """``key`` with ``suffix`` (lower-cased) removed from the end of its stem, if it has it."""
+    category, stem = key
+    if suffix and stem.endswith(suffix) and len(stem) > len(suffix):
+        return category, stem[: -len(suffix)]
+    return key
+
+
+def _keyed_without(
+    files: dict[tuple[str, str], list[Path]], suffix: str
+) -> dict[tuple[str, str], list[Path]]:
+    """``files`` keyed as their photos are: ``IMG_1_mask.png`` as ``IMG_1.jpg`` for ``_mask``."""
+    found: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    for key, paths in files.items():
+        found[_without(key, suffix.lower())] += paths
     return found
 
 
@@ -134,9 +144,7 @@ def shared_mask_suffix(images: set[tuple[str, str]], masks: set[tuple[str, str]]
     if not starts:
         return ""
     suffix = common[starts[0] :]
-    stripped = {
-        (cat, stem[: -len(suffix)]) for (cat, stem) in masks - images if len(stem) > len(suffix)
-    }
+    stripped = {_without(key, suffix) for key in masks - images}
     # Most of the lone masks must then find their photo, or the suffix is a coincidence.
     return suffix if len(stripped & (images - masks)) * 2 > len(unpaired) else ""
 
@@ -156,7 +164,7 @@ def _scan_layout(
 ) -> None:
     """Pair the files of one Images/Masks twin, appending pairs and problems to ``result``."""
     images = list_files_by_key(images_dir)
-    masks = list_files_by_key(masks_dir, mask_suffix or "")
+    masks = list_files_by_key(masks_dir)
     if mask_suffix is None and (suffix := shared_mask_suffix(set(images), set(masks))):
         logger.info(
             "the masks in %s are named after their photo plus %r: paired that way "
@@ -164,8 +172,9 @@ def _scan_layout(
             relative_to_root(masks_dir, root),
             suffix,
         )
-        masks = list_files_by_key(masks_dir, suffix)
         mask_suffix = suffix
+    if mask_suffix:
+        masks = _keyed_without(masks, mask_suffix)
     image_categories = Counter(cat for cat, _ in images)
     mask_categories = Counter(cat for cat, _ in masks)
     empty_mask_categories = {c for c in image_categories if c not in mask_categories}
