@@ -1,8 +1,8 @@
-"""A photo that fails to decode in the middle of training: skipped and listed, or named and resumable."""
+"""A training photo that does not decode: found before training (cache or not), skipped and listed
+or named with how to go on; one that breaks during the run stops it, named and resumable."""
 
 import gc
 import json
-import logging
 import shutil
 
 import pytest
@@ -10,47 +10,7 @@ from support.runs import tiny_run_argv
 
 from nail_segformer import data
 from nail_segformer.data import DataError, PairReadError
-from nail_segformer.data.bad_pairs import SkipBadPairs, merge_skipped
 from nail_segformer.data.dataset import undecoded
-
-
-class _Split:
-    """A stand-in training split whose items ``bad`` cannot be read."""
-
-    def __init__(self, bad, size=5):
-        self.bad, self.size = set(bad), size
-
-    def __len__(self):
-        return self.size
-
-    def __getitem__(self, index):
-        if index in self.bad:
-            image = f"/data/Images/1/p{index}.jpg"
-            raise PairReadError(f"cannot decode photo {image}: truncated", image=image, mask="m")
-        return {"index": index}
-
-    def __getitems__(self, indices):
-        return [self[i] for i in indices]
-
-
-def test_skip_serves_the_next_pair_and_records_the_bad_one(tmp_path):
-    log = tmp_path / "_failures.jsonl"
-    split = SkipBadPairs(_Split(bad={2}), log)
-    assert split[2] == {"index": 3}
-    assert split.__getitems__([1, 2, 4]) == [{"index": 1}, {"index": 3}, {"index": 4}]
-    assert split[4] == {"index": 4}
-    report = tmp_path / "bad_pairs.json"
-    assert merge_skipped(log, report, "/data") == 1  # failed twice, listed once
-    assert merge_skipped(log, report, "/data") == 1  # merging again adds nothing
-    [entry] = json.loads(report.read_text())
-    assert entry["kind"] == "skipped during training"
-    assert entry["path"] == "Images/1/p2.jpg"  # relative to the data root, as discovery writes
-    assert "/data/" not in entry["message"]
-
-
-def test_nothing_skipped_leaves_no_report(tmp_path):
-    assert merge_skipped(tmp_path / "_failures.jsonl", tmp_path / "bad_pairs.json", "/data") == 0
-    assert not (tmp_path / "bad_pairs.json").exists()
 
 
 def test_pair_errors_survive_a_worker_process_boundary():
@@ -58,12 +18,6 @@ def test_pair_errors_survive_a_worker_process_boundary():
     err = PairReadError("cannot decode photo x.jpg", image="x.jpg", mask="x.png")
     again = type(err)(str(err))
     assert isinstance(again, data.ImageReadError) and "x.jpg" in str(again)
-
-
-def test_a_vanished_data_folder_stops_even_with_skip(tmp_path):
-    split = SkipBadPairs(_Split(bad=set(range(5))), tmp_path / "log.jsonl")
-    with pytest.raises(DataError, match="in a row could not be read"):
-        split[0]
 
 
 # --------------------------------------------------------------------------- in a real run
@@ -83,25 +37,49 @@ def _truncate(path, original):
         f.write(original[: len(original) // 2])  # the header survives: discovery passes it
 
 
-def test_skip_trains_without_a_pair_that_fails_mid_training(synthetic_root, tmp_path, caplog):
+def test_without_the_cache_unreadable_pairs_are_found_before_training_too(synthetic_root, tmp_path):
     from nail_segformer.train import main
 
     root, photo, original = _copy_with_a_truncated_training_photo(synthetic_root, tmp_path)
     _truncate(photo, original)
-    assert data.find_pairs(root).problems == []
-    output_dir = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="nail_segformer"):
-        main(tiny_run_argv(root, output_dir, "--on_bad_pair", "skip", "--resize_cache", "false"))
+    assert data.find_pairs(root).problems == []  # the header survives: discovery passes it
+    shown = photo[len(str(root.resolve())) + 1 :]
+    argv = tiny_run_argv(root, tmp_path / "run", "--resize_cache", "false")
+    with pytest.raises(DataError, match="training pair\\(s\\).*cannot be read") as stopped:
+        main(argv)
+    assert shown in str(stopped.value) and "--overwrite_output_dir" in str(stopped.value)
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
+    output_dir = tmp_path / "skip"
+    main(tiny_run_argv(root, output_dir, "--resize_cache", "false", "--on_bad_pair", "skip"))
     assert (output_dir / "model.safetensors").is_file()
     report = json.loads((output_dir / "bad_pairs.json").read_text())
-    shown = photo[len(str(root.resolve())) + 1 :]
-    assert [e["path"] for e in report if e["kind"] == "skipped during training"] == [shown]
-    assert "1 unreadable pair(s) skipped during training" in caplog.text
+    assert [(e["kind"], e["path"]) for e in report] == [("undecodable file", shown)]
 
 
-def test_without_skip_a_mid_training_failure_names_the_file_and_the_run_resumes(
-    synthetic_root, tmp_path
+def test_a_file_that_breaks_after_the_check_stops_the_run_naming_it(
+    synthetic_root, tmp_path, monkeypatch
 ):
+    from nail_segformer.data import cache
+    from nail_segformer.train import main
+
+    root, photo, original = _copy_with_a_truncated_training_photo(synthetic_root, tmp_path)
+    checked = cache.check_pairs
+
+    def check_then_break(*args, **kwargs):  # the file changes once training has started
+        result = checked(*args, **kwargs)
+        _truncate(photo, original)
+        return result
+
+    monkeypatch.setattr(cache, "check_pairs", check_then_break)
+    argv = tiny_run_argv(root, tmp_path / "run", "--resize_cache", "false")
+    with pytest.raises(
+        DataError, match="training stopped at step 0 on an unreadable pair"
+    ) as stopped:
+        main(argv)
+    assert photo in str(stopped.value) and "--overwrite_output_dir" in str(stopped.value)
+
+
+def test_a_file_broken_between_runs_is_named_and_the_fixed_run_resumes(synthetic_root, tmp_path):
     from nail_segformer.train import main
 
     root, photo, original = _copy_with_a_truncated_training_photo(synthetic_root, tmp_path)
@@ -112,7 +90,8 @@ def test_without_skip_a_mid_training_failure_names_the_file_and_the_run_resumes(
     with pytest.raises(DataError) as stopped:
         main(argv)  # resumes for epoch 2, which reads the broken photo
     message = str(stopped.value)
-    assert photo in message and "resumes from checkpoint-3" in message
+    assert photo[len(str(root.resolve())) + 1 :] in message
+    assert "resumes from checkpoint-3" in message
     assert "--on_bad_pair skip" in message
     del stopped  # its traceback holds the failed run's frames, and with them its folder lock
     gc.collect()

@@ -15,8 +15,8 @@ failing on the first. Nothing under ``DATA_ROOT`` is ever written.
 The stages, in the order the data flows: :mod:`.files` (decoding, EXIF, mask values),
 :mod:`.discovery` (pairing and the problem report), :mod:`.splits` (split and manifest),
 :mod:`.dataset` (the ``DatasetDict``), :mod:`.transforms` (augmentation and the image
-processor), :mod:`.cache` (the pre-resized training split), :mod:`.bad_pairs` (pairs that fail
-during training), :mod:`.check` (the summary ``python -m nail_segformer.data`` prints).
+processor), :mod:`.cache` (the pre-resized training split, or a check that every training pair
+decodes), :mod:`.check` (the summary ``python -m nail_segformer.data`` prints).
 """
 
 from nail_segformer.data.check import format_summary, summarize

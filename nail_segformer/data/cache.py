@@ -45,7 +45,13 @@ from nail_segformer.data.files import (
 )
 from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair
 
-__all__ = ["CACHE_FORMAT", "default_cache_dir", "cache_fingerprint", "build_resized_cache"]
+__all__ = [
+    "CACHE_FORMAT",
+    "default_cache_dir",
+    "cache_fingerprint",
+    "build_resized_cache",
+    "check_pairs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -213,19 +219,7 @@ def build_resized_cache(
                 raise _disk_full(folder, len(dataset), size) from err
             raise
         reused = False
-    problems, keep = [], []
-    for row, error in enumerate(summary["error"]):
-        if not error:
-            keep.append(row)
-            continue
-        problems.append(
-            {
-                "kind": summary["error_kind"][row],
-                "path": summary["error_file"][row],
-                "message": error,
-                "fix": summary["error_fix"][row],
-            }
-        )
+    keep, problems = _unreadable(summary)
     conventions = Counter(c for c in summary["convention"] if c)
     logger.info(
         "%s resize cache %s (%d pairs at most %d px, %.0f MiB); mask conventions %s",
@@ -240,6 +234,50 @@ def build_resized_cache(
     if problems:
         cached = cached.select(keep)
     return cached, problems
+
+
+def check_pairs(dataset, size: int, nail_values: tuple | None = None, num_proc: int | None = None):
+    """Decode every pair of a split once, as the resize cache would, and keep nothing but why a
+    pair cannot be read: what training without the cache checks before its first step.
+
+    Returns:
+        ``(readable, problems)`` as :func:`build_resized_cache` returns them, without the
+        cached columns.
+    """
+    columns = [CACHED_COLUMNS[4], "error_kind", "error_file", "error_fix"]
+
+    def check(example: dict) -> dict:
+        return {
+            k: v for k, v in _resize_example(example, size, nail_values).items() if k in columns
+        }
+
+    summary = undecoded(dataset).map(
+        check,
+        remove_columns=dataset.column_names,
+        keep_in_memory=True,
+        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+        desc="Checking that every training pair decodes (once)",
+    )
+    keep, problems = _unreadable(summary.to_dict())
+    return (dataset.select(keep) if problems else dataset), problems
+
+
+def _unreadable(summary: dict) -> tuple[list[int], list[dict]]:
+    """The rows to keep, and one problem dict per row whose pair could not be read."""
+    keep, problems = [], []
+    for row, error in enumerate(summary[CACHED_COLUMNS[4]]):
+        if not error:
+            keep.append(row)
+            continue
+        problems.append(
+            {
+                "kind": summary["error_kind"][row],
+                "path": summary["error_file"][row],
+                "message": error,
+                "fix": summary["error_fix"][row],
+            }
+        )
+    return keep, problems
 
 
 # datasets builds into a "tmp*" file and renames it into place; a build killed midway leaves

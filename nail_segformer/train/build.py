@@ -11,16 +11,13 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from transformers import TrainerCallback
-
 from nail_segformer.data import DataError, load_splits, parse_nail_values, write_manifest
-from nail_segformer.data.bad_pairs import add_problems, merge_skipped
 from nail_segformer.data.dataset import undecoded
 from nail_segformer.data.files import relative_to_root
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.train.args import DataArguments, ModelArguments
 from nail_segformer.train.parsing import ArgumentsError
-from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, TRAINING_FAILURES_NAME
+from nail_segformer.train.run_dir import BAD_PAIRS_NAME, MANIFEST_NAME, add_problems, how_to_go_on
 
 __all__ = [
     "check_data_root",
@@ -28,7 +25,7 @@ __all__ = [
     "load_data",
     "build_model_and_processor",
     "build_loss",
-    "build_resize_cache",
+    "readable_training_split",
     "optimizer_recipe",
     "build_trainer",
 ]
@@ -172,7 +169,7 @@ def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list
             try:
                 yield load_labels(row["label"]["path"], nail_values)
             except ImageReadError:
-                continue  # training reports (or skips) it, by --on_bad_pair
+                continue  # broken since the check: training stops on it, naming it
 
     counts = np.zeros(len(ID2LABEL), dtype=np.int64)
     for labels in label_maps():
@@ -181,28 +178,35 @@ def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list
     return compute_class_weights(counts.tolist())
 
 
-def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, training_args):
-    """``dataset_dict`` with its training split read from the resize cache.
+def readable_training_split(dataset_dict, size: int, data_args: DataArguments, training_args):
+    """``dataset_dict`` with every training pair decoded once before the first step.
 
-    The cache (:mod:`nail_segformer.data.cache`) is built by the main process while the others
-    wait, then read by all. Pairs that cannot be read stop the run here, before training, with
-    every one of them listed; with ``--on_bad_pair skip`` they are left out and added to
-    ``bad_pairs.json``.
+    With ``--resize_cache`` (the default) the training split is then read from the resize cache
+    (:mod:`nail_segformer.data.cache`), built by the main process while the others wait; without
+    it, each pair is only checked. Pairs that cannot be read stop the run here, before training,
+    with every one of them listed; with ``--on_bad_pair skip`` they are left out and added to
+    ``bad_pairs.json``. (A file that breaks after this check stops the run with its name: see
+    :func:`~nail_segformer.train.pipeline.bad_pair_stop`.)
 
     Raises:
         DataError: some training pairs cannot be read and ``--on_bad_pair`` is ``error``.
     """
-    from nail_segformer.data.cache import build_resized_cache
+    from nail_segformer.data.cache import build_resized_cache, check_pairs
 
+    nail_values = parse_nail_values(data_args.nail_values)
+    num_proc = training_args.dataloader_num_workers or None
     with training_args.main_process_first(desc="resize cache"):
-        cached, problems = build_resized_cache(
-            dataset_dict["train"],
-            size,
-            parse_nail_values(data_args.nail_values),
-            data_args.resize_cache_dir,
-            num_proc=training_args.dataloader_num_workers or None,
-            prune=data_args.prune_resize_cache,
-        )
+        if data_args.resize_cache:
+            train, problems = build_resized_cache(
+                dataset_dict["train"],
+                size,
+                nail_values,
+                data_args.resize_cache_dir,
+                num_proc=num_proc,
+                prune=data_args.prune_resize_cache,
+            )
+        else:
+            train, problems = check_pairs(dataset_dict["train"], size, nail_values, num_proc)
     if problems:
         root = Path(data_args.data_root).resolve()
         problems = [
@@ -220,9 +224,9 @@ def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, traini
             raise DataError(
                 f"{len(problems)} training pair(s) in {data_args.data_root} cannot be read:\n"
                 + "\n".join(lines)
-                + "\nFix the files listed above and run again with --overwrite_output_dir "
-                "(nothing was trained yet), or pass --on_bad_pair skip to train without them "
-                "(they are then listed in bad_pairs.json in the output directory)."
+                + f"\nTo go on, {how_to_go_on(training_args.output_dir, 'the files listed above')}"
+                "; or pass --on_bad_pair skip to train without them (they are then listed in "
+                "bad_pairs.json in the output directory)."
             )
         logger.warning(
             "leaving out %d unreadable training pair(s) (--on_bad_pair skip), listed in %s",
@@ -231,36 +235,7 @@ def build_resize_cache(dataset_dict, size: int, data_args: DataArguments, traini
         )
         if training_args.should_save:
             add_problems(Path(training_args.output_dir) / BAD_PAIRS_NAME, problems)
-    return type(dataset_dict)({**dataset_dict, "train": cached})
-
-
-class _BadPairsReport(TrainerCallback):
-    """Folds the pairs skipped by data-loader workers into ``bad_pairs.json`` and logs the count."""
-
-    def __init__(self, log_path: Path, output_dir: str, data_root: str):
-        self.log_path = log_path
-        self.report_path = Path(output_dir) / BAD_PAIRS_NAME
-        self.data_root = data_root
-        self.reported = 0
-
-    def _merge(self, args, state) -> None:
-        if not args.should_save:
-            return
-        skipped = merge_skipped(self.log_path, self.report_path, self.data_root)
-        if skipped > self.reported:
-            logger.warning(
-                "%d unreadable pair(s) skipped during training so far (--on_bad_pair skip); "
-                "listed in %s",
-                skipped,
-                self.report_path,
-            )
-            self.reported = skipped
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self._merge(args, state)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self._merge(args, state)
+    return type(dataset_dict)({**dataset_dict, "train": train})
 
 
 # SegFormer's fine-tuning recipe (paper section 4.1; MMSegmentation's segformer configs:
@@ -293,7 +268,6 @@ def build_trainer(model, processor, dataset_dict, data_args, model_args, trainin
     """A :class:`~nail_segformer.train.trainer.NailTrainer` with transforms, loss and metrics wired."""
     from transformers import default_data_collator
 
-    from nail_segformer.data.bad_pairs import SkipBadPairs
     from nail_segformer.data.transforms import (
         attach_transforms,
         build_train_transforms,
@@ -325,27 +299,20 @@ def build_trainer(model, processor, dataset_dict, data_args, model_args, trainin
     # decoding 12 MP every epoch would cost more than the rest of a sample.
     size = working_size(max(height, width), data_args.crop_scale_min)
     nail_values = parse_nail_values(data_args.nail_values)
-    if data_args.resize_cache:
-        dataset_dict = build_resize_cache(dataset_dict, size, data_args, training_args)
+    dataset_dict = readable_training_split(dataset_dict, size, data_args, training_args)
     # The pipeline already returns the training size; a second resize would only cost time.
     datasets = attach_transforms(
         dataset_dict, processor, augment, False, working_size=size, nail_values=nail_values
     )
     loss = build_loss(model_args, dataset_dict["train"], nail_values)
-    train_dataset, callbacks = datasets["train"], []
-    if data_args.on_bad_pair == "skip":  # else the error stops the run, naming the file
-        log = Path(training_args.output_dir) / TRAINING_FAILURES_NAME
-        train_dataset = SkipBadPairs(train_dataset, log)
-        callbacks.append(_BadPairsReport(log, training_args.output_dir, data_args.data_root))
     return NailTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=datasets["train"],
         eval_dataset=datasets["validation"],
         processing_class=processor,
         data_collator=default_data_collator,
         compute_loss_func=loss.as_trainer_loss(),
         compute_metrics=StreamingSegmentationMetrics(ID2LABEL),
-        callbacks=callbacks,
         optimizer_recipe=optimizer_recipe(model_args, training_args),
     ), datasets

@@ -154,16 +154,7 @@ def bad_pair_stop(
         training_files: the training split's photos and masks; ``--on_bad_pair skip`` is
             offered only for those (evaluation photos are never skipped).
     """
-    last = run_dir.find_last_checkpoint(output_dir)
-    if last is not None:
-        resume = (
-            f"fix or remove the file, then run the same command again: it resumes from {last.name}"
-        )
-    else:
-        resume = (
-            "no checkpoint was saved yet: replace the file with a readable copy, then run again "
-            "with --overwrite_output_dir"
-        )
+    resume = run_dir.how_to_go_on(output_dir)
     reason = re.sub(r"^[\w.]*Error: ", "", str(err).strip().splitlines()[-1])
     skip = ""
     if any(name in reason for name in training_files):

@@ -35,13 +35,14 @@ __all__ = [
     "RUN_ARGS_NAME",
     "MANIFEST_NAME",
     "BAD_PAIRS_NAME",
-    "TRAINING_FAILURES_NAME",
     "RunDirError",
     "RunLock",
     "CardContext",
     "hub_base_model",
     "is_complete_checkpoint",
     "find_last_checkpoint",
+    "how_to_go_on",
+    "add_problems",
     "prepare_output_dir",
 ]
 
@@ -53,9 +54,6 @@ PID_NAME = "_run.pid"
 RUN_ARGS_NAME = "run_args.json"
 MANIFEST_NAME = "split_manifest.csv"
 BAD_PAIRS_NAME = "bad_pairs.json"
-# Pairs that failed while training, one JSON line each, appended by data-loader workers; its
-# leading "_" keeps it out of Hub pushes (bad_pairs.json carries the skipped ones).
-TRAINING_FAILURES_NAME = "_bad_pairs_training.jsonl"
 # Written by Trainer._save_checkpoint; trainer_state.json comes last, after the weights.
 _CHECKPOINT_FILES = ("config.json", "model.safetensors", "trainer_state.json")
 
@@ -112,6 +110,36 @@ def disk_full_stop(output_dir: str | Path, step: int) -> DiskFullError:
     if removed:
         message += f" (the half-written {', '.join(sorted(removed))} was removed)"
     return DiskFullError(message)
+
+
+def how_to_go_on(output_dir: str | Path, what: str = "the file") -> str:
+    """What a run stopped by a bad file should do once the file is fixed: resume from the last
+    checkpoint, or, with none yet, start over with ``--overwrite_output_dir``."""
+    last = find_last_checkpoint(output_dir)
+    if last is not None:
+        return f"fix or remove {what}, then run the same command again: it resumes from {last.name}"
+    return (
+        f"no checkpoint was saved yet: replace {what} with a readable copy, then run again "
+        "with --overwrite_output_dir"
+    )
+
+
+def add_problems(report_path: str | Path, problems: list[dict]) -> None:
+    """Append ``problems`` (dicts of kind, path, message, fix) to a ``bad_pairs.json`` report.
+
+    Entries already listed (same kind and path) are not repeated; the file is replaced
+    atomically, so a crash leaves the old report or the new one.
+    """
+    report_path = Path(report_path)
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        report = []
+    listed = {(entry.get("kind"), entry.get("path")) for entry in report}
+    report += [p for p in problems if (p["kind"], p["path"]) not in listed]
+    staging = report_path.with_name(f"_{report_path.name}.tmp")
+    staging.write_text(json.dumps(report, indent=2))
+    os.replace(staging, report_path)
 
 
 def find_last_checkpoint(output_dir: str | Path) -> Path | None:
