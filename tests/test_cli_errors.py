@@ -123,7 +123,7 @@ TRAIN_CASES = {
         ("--save_steps 50 from the command line", "--eval_steps 30 from the command line"),
     ),
     # Paths.
-    "no data root": (["--output_dir", "{tmp}/out"], ("--data_root is required",)),
+    "no data root": (["--output_dir", "{tmp}/out"], ("pass one of --data_root",)),
     "data root does not exist": (BASE, ("--data_root", "no_such_data")),
     "checkpoint path does not exist": (
         [*BASE, "--model_name_or_path", "./no/such/checkpoint"],

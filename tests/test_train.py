@@ -79,7 +79,7 @@ def test_help_lists_every_flag(capsys):
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"data_root": None}, "--data_root is required"),
+        ({"data_root": None}, "pass one of --data_root"),
         ({"synthetic_samples": -1}, "synthetic_samples"),
         ({"image_size": 100}, "multiple of 32"),
         ({"crop_scale_min": 0.0}, "crop_scale_min"),

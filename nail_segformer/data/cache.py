@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from nail_segformer.data.dataset import undecoded
+from nail_segformer.data.dataset import image_source, undecoded
 from nail_segformer.data.files import (
     DiskFullError,
     ImageReadError,
@@ -41,6 +41,7 @@ from nail_segformer.data.files import (
     disk_full_message,
     is_disk_full,
     local_path,
+    portable_path,
     read_problem,
 )
 from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair
@@ -77,21 +78,41 @@ def _file_stamp(path: str) -> tuple[str, int, int]:
     return path, stat.st_size, stat.st_mtime_ns
 
 
-def cache_fingerprint(image_paths, mask_paths, size: int, nail_values: tuple | None) -> str:
-    """Hex fingerprint of a cache's content: format, size, ``nail_values`` and every file's stamp."""
+def cache_fingerprint(
+    image_paths, mask_paths, size: int, nail_values: tuple | None, dataset_fingerprint=None
+) -> str:
+    """Hex fingerprint of a cache's content: format, size, ``nail_values`` and every file's
+    stamp, or, for a split that carries its images as bytes, ``datasets``' own fingerprint of it
+    (``dataset_fingerprint``; the paths are then ignored)."""
     digest = hashlib.sha256()
     header = {"format": CACHE_FORMAT, "size": size, "nail_values": nail_values}
+    if dataset_fingerprint is not None:
+        header["dataset"] = dataset_fingerprint
     digest.update(json.dumps(header, sort_keys=True).encode())
     for image, mask in zip(image_paths, mask_paths, strict=True):
         digest.update(json.dumps([_file_stamp(image), _file_stamp(mask)]).encode())
     return digest.hexdigest()[:40]
 
 
-def _resize_example(example: dict, size: int, nail_values: tuple | None) -> dict:
+def _row_keys(dataset) -> tuple[list, str | None]:
+    """What names each row of a split: its ``row`` names and ``datasets``' fingerprint for a
+    split loaded from a dataset (rows carry bytes), else its ``(photo, mask)`` paths."""
+    if "row" in dataset.column_names:
+        # datasets' fingerprint of the split (what Dataset.map names its own caches by)
+        return dataset["row"], dataset._fingerprint
+    paths = undecoded(dataset).select_columns(["image", "label"]).to_dict()
+    pairs = zip(paths["image"], paths["label"], strict=True)
+    return [(image["path"], mask["path"]) for image, mask in pairs], None
+
+
+def _resize_example(
+    example: dict, size: int, nail_values: tuple | None, class_ids: bool = False
+) -> dict:
     """``Dataset.map`` function: one pair at the working size, or why it cannot be read."""
+    sources = {c: image_source(example[c], example.get("row")) for c in ("image", "label")}
     try:
         image, labels, convention = load_working_pair(
-            example["image"]["path"], example["label"]["path"], size, nail_values, True
+            sources["image"], sources["label"], size, nail_values, True, class_ids
         )
     except ImageReadError as err:
         # The photo is read first: an error that names the mask is the mask's (its values, its
@@ -102,7 +123,7 @@ def _resize_example(example: dict, size: int, nail_values: tuple | None) -> dict
             if isinstance(err, MaskValuesError) or text.startswith(("mask ", "cannot decode mask"))
             else "photo"
         )
-        path = example["label" if what == "mask" else "image"]["path"]
+        path = portable_path(sources["label" if what == "mask" else "image"])
         kind, message, fix = read_problem(err, what, path)
         return dict(
             zip(CACHED_COLUMNS, (b"", b"", 0, 0, message), strict=True),
@@ -131,18 +152,21 @@ def build_resized_cache(
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
     prune: bool = False,
+    class_ids: bool = False,
 ):
     """Build (or find) the pre-resized copy of a training split.
 
     Args:
         dataset: a ``datasets.Dataset`` with ``image`` and ``label`` columns of file paths (as
-            :func:`nail_segformer.data.build_dataset_dict` makes).
+            :func:`nail_segformer.data.build_dataset_dict` makes), or of bytes with a ``row``
+            column naming each row (as :func:`nail_segformer.data.load_dataset_splits` makes).
         size: the working size in pixels (the longest a side may stay).
         nail_values: passed to ``load_labels`` (``--nail_values``).
         cache_dir: where the Arrow file goes; ``None`` for :func:`default_cache_dir`.
         num_proc: processes that build it (``Dataset.map``'s ``num_proc``); ``None`` for one.
         prune: remove the folder's caches of other fingerprints (other photos or settings, which
             may still serve another configuration); without it they are listed in the log.
+        class_ids: labels are a dataset's class ids (see ``load_labels``).
 
     Returns:
         ``(cached, problems)``: the split with the :data:`CACHED_COLUMNS` added and unreadable
@@ -151,19 +175,25 @@ def build_resized_cache(
     """
     from datasets import Features, Value
 
+    keys, dataset_fingerprint = _row_keys(dataset)
     dataset = undecoded(dataset)
-    paths = dataset.select_columns(["image", "label"]).to_dict()
-    image_paths = [value["path"] for value in paths["image"]]
-    mask_paths = [value["path"] for value in paths["label"]]
-    fingerprint = cache_fingerprint(image_paths, mask_paths, size, nail_values)
+    files = [] if dataset_fingerprint else keys
+    fingerprint = cache_fingerprint(
+        [i for i, _ in files], [m for _, m in files], size, nail_values, dataset_fingerprint
+    )
+    if class_ids:  # a name of its own; folder caches keep the fingerprints they had
+        fingerprint = hashlib.sha256(f"{fingerprint} class ids".encode()).hexdigest()[:40]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cache_file = folder / f"resized-{fingerprint}.arrow"
     _remove_orphans(folder)
     reused = _size_on_disk(folder, cache_file) > 0
+    # A split that carries its images as bytes would hold them twice: the cache keeps only the
+    # pixels it made of them (and the row names).
+    dropped = ["image", "label"] if dataset_fingerprint else []
     features = Features(
         {
-            **dataset.features,
+            **{k: v for k, v in dataset.features.items() if k not in dropped},
             CACHED_COLUMNS[0]: Value("large_binary"),
             CACHED_COLUMNS[1]: Value("large_binary"),
             CACHED_COLUMNS[2]: Value("int32"),
@@ -179,8 +209,9 @@ def build_resized_cache(
     def build(reuse: bool):
         cached = dataset.map(
             _resize_example,
-            fn_kwargs={"size": size, "nail_values": nail_values},
+            fn_kwargs={"size": size, "nail_values": nail_values, "class_ids": class_ids},
             features=features,
+            remove_columns=dropped,
             cache_file_name=str(cache_file),
             load_from_cache_file=reuse,
             new_fingerprint=fingerprint,
@@ -188,7 +219,8 @@ def build_resized_cache(
             num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
             desc=f"Shrinking training photos to at most {size} px (once; cached)",
         )
-        columns = ["image", "label", CACHED_COLUMNS[4], "error_kind", "error_file", "error_fix"]
+        key_columns = ["row"] if dataset_fingerprint else ["image", "label"]
+        columns = [*key_columns, CACHED_COLUMNS[4], "error_kind", "error_file", "error_fix"]
         columns.append("convention")
         return cached, cached.select_columns(columns).to_dict()
 
@@ -200,11 +232,14 @@ def build_resized_cache(
             raise _disk_full(folder, len(dataset), size) from err
         why = f"it cannot be read ({err})"
     else:
-        pairs = zip(summary["image"], summary["label"], strict=True)
-        stored = [(image["path"], mask["path"]) for image, mask in pairs]
+        if dataset_fingerprint:
+            stored = summary["row"]
+        else:
+            pairs = zip(summary["image"], summary["label"], strict=True)
+            stored = [(image["path"], mask["path"]) for image, mask in pairs]
         if len(stored) != len(dataset):
             why = f"it holds {len(stored)} of the {len(dataset)} pairs it was built for"
-        elif stored != list(zip(image_paths, mask_paths, strict=True)):
+        elif stored != keys:
             why = "its rows are not the pairs it was built for"
     if why is not None:
         # A copy gone wrong, a synced folder or a disk error (datasets itself renames a whole
@@ -236,7 +271,13 @@ def build_resized_cache(
     return cached, problems
 
 
-def check_pairs(dataset, size: int, nail_values: tuple | None = None, num_proc: int | None = None):
+def check_pairs(
+    dataset,
+    size: int,
+    nail_values: tuple | None = None,
+    num_proc: int | None = None,
+    class_ids: bool = False,
+):
     """Decode every pair of a split once, as the resize cache would, and keep nothing but why a
     pair cannot be read: what training without the cache checks before its first step.
 
@@ -247,9 +288,8 @@ def check_pairs(dataset, size: int, nail_values: tuple | None = None, num_proc: 
     columns = [CACHED_COLUMNS[4], "error_kind", "error_file", "error_fix"]
 
     def check(example: dict) -> dict:
-        return {
-            k: v for k, v in _resize_example(example, size, nail_values).items() if k in columns
-        }
+        result = _resize_example(example, size, nail_values, class_ids)
+        return {k: v for k, v in result.items() if k in columns}
 
     summary = undecoded(dataset).map(
         check,

@@ -7,9 +7,10 @@ import os
 from collections.abc import Sequence
 
 from nail_segformer.data.discovery import DataError, Pair, find_pairs
+from nail_segformer.data.files import EmbeddedImage
 from nail_segformer.data.splits import SPLITS, read_manifest, split_pairs
 
-__all__ = ["ON_BAD_PAIR_CHOICES", "build_dataset_dict", "load_splits", "undecoded"]
+__all__ = ["ON_BAD_PAIR_CHOICES", "build_dataset_dict", "load_splits", "undecoded", "image_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ def build_dataset_dict(pairs: Sequence[Pair]):
     return DatasetDict(splits)
 
 
+def image_source(value, name: str | None = None):
+    """What the readers open for an undecoded ``datasets.Image`` value (or a plain path): its
+    bytes when it carries them (Hub, Parquet and ``save_to_disk`` sets), named ``name`` (else
+    by its own path) in messages; otherwise its file path."""
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            return EmbeddedImage(value["bytes"], name or value.get("path") or "an embedded image")
+        if value.get("path"):
+            return value["path"]
+        raise ValueError(f"{name or 'a row'} holds neither image bytes nor a file path")
+    return str(value)
+
+
 def undecoded(dataset):
     """``dataset`` with ``image`` and ``label`` as ``{"path", "bytes"}`` instead of decoded images.
 
@@ -54,7 +68,8 @@ def undecoded(dataset):
     from datasets import Image as ImageFeature
 
     for column in ("image", "label"):
-        dataset = dataset.cast_column(column, ImageFeature(decode=False))
+        if column in dataset.column_names:  # a resize cache of a bytes split keeps neither
+            dataset = dataset.cast_column(column, ImageFeature(decode=False))
     return dataset
 
 

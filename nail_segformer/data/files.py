@@ -29,11 +29,13 @@ else is background.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +162,7 @@ def _open_image(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            image = Image.open(local_path(path))
+            image = Image.open(_readable(path))
         except UnidentifiedImageError:
             if not _is_heif(path):
                 raise
@@ -179,13 +181,33 @@ def _open_image(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
         yield image
 
 
+@dataclass(frozen=True)
+class EmbeddedImage:
+    """An image file carried as bytes (a dataset row's photo or label), named for messages.
+
+    Every reader of this module takes one wherever it takes a path, and reads it by the same
+    rules (EXIF orientation, the pixel cap, HEIF).
+    """
+
+    data: bytes = field(repr=False)
+    name: str
+
+
+def _readable(path) -> str | io.BytesIO:
+    """What ``Image.open`` reads for a path or an :class:`EmbeddedImage`."""
+    return io.BytesIO(path.data) if isinstance(path, EmbeddedImage) else local_path(path)
+
+
 def portable_path(path: str | os.PathLike) -> str:
     """A path as text that UTF-8 files, Arrow tables and JSON can hold.
 
     A name whose bytes are not UTF-8 (from a zip made on another system) reaches Python with
     lone surrogates, which no UTF-8 writer accepts; each such byte is written ``\\xHH``, as
     ``ls -b`` shows it. Every other path comes back unchanged. :func:`local_path` reverses it.
+    An :class:`EmbeddedImage` gives its name.
     """
+    if isinstance(path, EmbeddedImage):
+        return path.name
     text = os.fspath(path)
     try:
         text.encode("utf-8")
@@ -218,11 +240,14 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 
 
 def _is_heif(path: str | os.PathLike) -> bool:
-    try:
-        with open(local_path(path), "rb") as f:
-            head = f.read(12)
-    except OSError:
-        return False
+    if isinstance(path, EmbeddedImage):
+        head = path.data[:12]
+    else:
+        try:
+            with open(local_path(path), "rb") as f:
+                head = f.read(12)
+        except OSError:
+            return False
     return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
@@ -237,7 +262,7 @@ def _open_heif(path: str | os.PathLike, what: str) -> Image.Image:
             "it as it is"
         ) from None
     pillow_heif.register_heif_opener()  # Pillow then reads HEIF like any other format
-    return Image.open(local_path(path))
+    return Image.open(_readable(path))
 
 
 def read_problem(err: ImageReadError, what: str, path: str | os.PathLike) -> tuple[str, str, str]:
@@ -542,14 +567,53 @@ def _read_colours(rgb: np.ndarray, nail_colours: list[tuple[int, int, int]]):
     return (value >= half).astype(np.uint8), "colour"
 
 
+def class_ids_to_labels(label: Image.Image, nail_values: tuple | None = None) -> np.ndarray:
+    """Turn a dataset's label map of class ids into a ``uint8`` label map (0, 1 and 255).
+
+    Datasets store class ids, not drawn masks (the transformers semantic-segmentation example's
+    sets, and those :mod:`~nail_segformer.data.hub_dataset` writes): 0 background, 1 nail, 255
+    ignored, read as they are, never by the value conventions of mask files (which would read a
+    label of 0 and 255 as nail). With ``nail_values``, exactly the listed ids are nail, 255
+    stays ignored unless listed, and every other id is background.
+
+    Raises:
+        MaskValuesError: a colour label, colours in ``nail_values``, or ids other than 0, 1 and
+            255 without ``nail_values`` (the message lists the ids found).
+    """
+    if any(isinstance(v, tuple) for v in nail_values or ()):
+        raise MaskValuesError(_mixed_hint("a label of class ids", "class ids (integers)"))
+    if label.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N"):
+        raise MaskValuesError(
+            f"is a {label.mode} image; a dataset's labels are one class id per pixel (a grey "
+            "or palette image)"
+        )
+    ids = np.asarray(ImageOps.exif_transpose(label))
+    if nail_values is None:
+        found = _present(ids)
+        if not set(found.tolist()) <= {0, NAIL, IGNORE_INDEX}:
+            raise MaskValuesError(
+                f"holds class ids {', '.join(map(str, found.tolist()))}, not only 0 "
+                "(background), 1 (nail) and 255 (ignored): pass the nail's class id(s) with "
+                "--nail_values"
+            )
+        return ids.astype(np.uint8)
+    labels = np.isin(ids, nail_values).astype(np.uint8)
+    if IGNORE_INDEX not in nail_values:
+        labels[ids == IGNORE_INDEX] = IGNORE_INDEX
+    return labels
+
+
 def load_labels(
     path: str | os.PathLike,
     nail_values: tuple[int | tuple[int, int, int], ...] | None = None,
     return_convention: bool = False,
+    class_ids: bool = False,
 ):
     """Decode a mask file into a ``uint8`` label map (0, 1 and 255; see :func:`mask_to_labels`).
 
     With ``return_convention``, returns ``(labels, name)`` of the convention it was read by.
+    With ``class_ids``, the file is a dataset's label of class ids, read by
+    :func:`class_ids_to_labels` (convention ``class ids``).
 
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
@@ -558,6 +622,9 @@ def load_labels(
     try:
         with _open_image(path, "mask") as im:
             im.load()
+            if class_ids:
+                labels = class_ids_to_labels(im, nail_values)
+                return (labels, "class ids") if return_convention else labels
             return mask_to_labels(im, nail_values, return_convention)
     except MaskValuesError as err:
         raise MaskValuesError(f"mask {portable_path(path)} {err}") from None

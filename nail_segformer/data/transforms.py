@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from nail_segformer.data.dataset import image_source, undecoded
 from nail_segformer.data.files import (
     ImageReadError,
     PairReadError,
     load_image,
     load_labels,
+    portable_path,
     read_header,
 )
 from nail_segformer.labels import IGNORE_INDEX
@@ -114,6 +116,7 @@ def load_working_pair(
     size: int | None,
     nail_values: tuple | None = None,
     return_convention: bool = False,
+    class_ids: bool = False,
 ):
     """Decode a photo and its mask, each side brought down to at most ``size`` pixels.
 
@@ -125,11 +128,12 @@ def load_working_pair(
     full size and resized with nearest neighbour.
 
     Args:
-        image_path: the photo.
+        image_path: the photo (a path, or an :class:`~nail_segformer.data.files.EmbeddedImage`).
         mask_path: its mask, at the photo's size after EXIF rotation.
         size: the working size (see :func:`working_size`); ``None`` keeps full resolution.
         nail_values: passed to :func:`nail_segformer.data.load_labels`.
         return_convention: also return the mask convention the labels were read by.
+        class_ids: the mask is a dataset's label of class ids (see ``load_labels``).
 
     Returns:
         ``(image, labels)``: (H, W, 3) ``uint8`` RGB and (H, W) ``uint8`` labels (0, 1, 255);
@@ -144,10 +148,11 @@ def load_working_pair(
     width, height, _ = read_header(image_path)
     target = (width, height) if size is None else (min(width, size), min(height, size))
     image = load_image(image_path, reduce_to=None if size is None else target)
-    labels, convention = load_labels(mask_path, nail_values, return_convention=True)
+    labels, convention = load_labels(mask_path, nail_values, True, class_ids)
     if labels.shape != (height, width):
         raise ImageReadError(
-            f"mask {mask_path} is {labels.shape[1]}x{labels.shape[0]} but photo {image_path} is "
+            f"mask {portable_path(mask_path)} is {labels.shape[1]}x{labels.shape[0]} but photo "
+            f"{portable_path(image_path)} is "
             f"{width}x{height}; re-export the mask at the photo's size"
         )
     if image.size != target:
@@ -285,6 +290,7 @@ class SegmentationTransform:
             before augmenting (see :func:`load_working_pair`); ``None`` augments full-size
             photos.
         nail_values: passed to ``load_labels`` (``--nail_values``).
+        class_ids: labels are a dataset's class ids (see ``load_labels``), not mask files.
 
     Calling it raises :class:`~nail_segformer.data.files.PairReadError` for a pair that cannot
     be read; the message and the error's ``image`` and ``mask`` name its files.
@@ -297,6 +303,7 @@ class SegmentationTransform:
         resize: bool = True,
         working_size: int | None = None,
         nail_values: tuple | None = None,
+        class_ids: bool = False,
     ):
         if augment is None and not resize:
             raise ValueError("resize=False needs an augment that returns the final size")
@@ -305,18 +312,13 @@ class SegmentationTransform:
         self.resize = resize
         self.working_size = working_size
         self.nail_values = nail_values
+        self.class_ids = class_ids
         self._table: np.ndarray | None = None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         images, masks = [], []
-        for row, (image_value, label_value) in enumerate(
-            zip(batch["image"], batch["label"], strict=True)
-        ):
-            image_path, mask_path = _path_of(image_value), _path_of(label_value)
-            try:
-                image, labels = self._load(batch, row, image_path, mask_path)
-            except ImageReadError as err:
-                raise PairReadError(str(err), image=image_path, mask=mask_path) from err
+        for row in range(len(next(iter(batch.values())))):
+            image, labels = self._load(batch, row)
             if self.augment is not None:
                 self._reseed()
                 out = self.augment(image=np.asarray(image), mask=labels)
@@ -369,16 +371,23 @@ class SegmentationTransform:
             self._table = np.ascontiguousarray(out[:, 0, :], dtype=np.float32)
         return self._table
 
-    def _load(self, batch: dict[str, list], row: int, image_path: str, mask_path: str):
-        if CACHED_COLUMNS[0] in batch:
-            image_rgb, label_map, height, width, error = (batch[c][row] for c in CACHED_COLUMNS)
-            if error:
-                raise ImageReadError(error)
+    def _load(self, batch: dict[str, list], row: int):
+        if CACHED_COLUMNS[0] in batch:  # the cache holds readable pairs only
+            image_rgb, label_map, height, width, _ = (batch[c][row] for c in CACHED_COLUMNS)
             image = np.frombuffer(image_rgb, dtype=np.uint8).reshape(height, width, 3)
             return image, np.frombuffer(label_map, dtype=np.uint8).reshape(height, width)
+        name = batch["row"][row] if "row" in batch else None
+        image_path, mask_path = (image_source(batch[c][row], name) for c in ("image", "label"))
         # Evaluation reads whole photos: the processor's resize of them is what inference sees.
         size = self.working_size if self.augment is not None else None
-        return load_working_pair(image_path, mask_path, size, self.nail_values)
+        try:
+            return load_working_pair(
+                image_path, mask_path, size, self.nail_values, class_ids=self.class_ids
+            )
+        except ImageReadError as err:
+            raise PairReadError(
+                str(err), image=portable_path(image_path), mask=portable_path(mask_path)
+            ) from err
 
     def _reseed(self) -> None:
         # Draw each sample's augmentation seed from torch's global generator, which the Trainer
@@ -400,17 +409,6 @@ def _is_rgb8(image) -> bool:
     )
 
 
-def _path_of(value) -> str:
-    """The file path of an undecoded ``datasets.Image`` value (or of a plain path)."""
-    if isinstance(value, dict):
-        if value.get("path"):
-            return value["path"]
-        raise ValueError(
-            "image values must reference files on disk; embedded bytes are not supported"
-        )
-    return str(value)
-
-
 def attach_transforms(
     dataset_dict,
     processor,
@@ -418,26 +416,28 @@ def attach_transforms(
     train_resize: bool = True,
     working_size: int | None = None,
     nail_values: tuple | None = None,
+    class_ids: bool = False,
 ):
     """Return a copy of ``dataset_dict`` with on-the-fly transforms attached.
 
     ``train`` gets ``train_augment`` (if any) on photos brought down to ``working_size``,
     followed by the processor's resize unless ``train_resize`` is False; every other split gets
     the deterministic evaluation transform of the full photos. Images are cast to undecoded
-    paths so that each file is read by our loaders, with errors that name it. A ``train`` split
+    values (paths, or bytes) so that each is read by our loaders, with errors that name it;
+    ``class_ids`` reads labels as a dataset's class ids. A ``train`` split
     pre-resized by :func:`nail_segformer.data.cache.build_resized_cache` is read from its cache.
     """
-    from nail_segformer.data.dataset import undecoded
-
     out = {}
     for split, dataset in dataset_dict.items():
         dataset = undecoded(dataset)
         if split == "train":
             transform = SegmentationTransform(
-                processor, train_augment, train_resize, working_size, nail_values
+                processor, train_augment, train_resize, working_size, nail_values, class_ids
             )
         else:
-            transform = SegmentationTransform(processor, None, nail_values=nail_values)
+            transform = SegmentationTransform(
+                processor, None, nail_values=nail_values, class_ids=class_ids
+            )
         dataset.set_transform(transform)
         out[split] = dataset
     return type(dataset_dict)(out)

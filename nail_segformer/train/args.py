@@ -44,6 +44,35 @@ class DataArguments:
             "help": "Folder with Images/<category>/ + Masks/<category>/ (or train/ valid/ test/)."
         },
     )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train from a Hugging Face dataset instead of --data_root: a folder written "
+            "by save_to_disk, or a folder of Parquet files named by split (train.parquet, "
+            "validation.parquet). Labels are class ids: 0 background, 1 nail, 255 ignored "
+            "(--nail_values names other nail ids)."
+        },
+    )
+    image_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --dataset_name: the photo column (default: image or pixel_values)."
+        },
+    )
+    label_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --dataset_name: the label column (default: label, annotation, mask or "
+            "segmentation_mask)."
+        },
+    )
+    category_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --dataset_name: the column a carved validation split is stratified by "
+            "(default: category, when the set has it)."
+        },
+    )
     synthetic_samples: int = field(
         default=0,
         metadata={
@@ -150,8 +179,23 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if self.data_root is None:
-            raise ValueError("--data_root is required: the folder holding Images/ and Masks/")
+        if (self.data_root is None) == (self.dataset_name is None):
+            raise ValueError(
+                "pass one of --data_root (the folder holding Images/ and Masks/) and "
+                "--dataset_name (a Hugging Face dataset)"
+            )
+        if self.dataset_name is not None:
+            for name in ("manifest", "mask_suffix"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"--{name} reads a --data_root folder, not --dataset_name")
+            if self.synthetic_samples:
+                raise ValueError("--synthetic_samples writes a --data_root folder")
+            if any(isinstance(v, tuple) for v in parse_nail_values(self.nail_values) or ()):
+                raise ValueError("with --dataset_name, --nail_values lists class ids, not colours")
+        else:
+            for name in ("image_column", "label_column", "category_column"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"--{name} reads a --dataset_name dataset, not --data_root")
         if self.synthetic_samples < 0:
             raise ValueError(f"--synthetic_samples must be >= 0, got {self.synthetic_samples}")
         # Choices are checked by argparse (and parsing, for a config file). Sides and

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nail_segformer.data import DataError, load_splits, parse_nail_values, write_manifest
-from nail_segformer.data.dataset import undecoded
+from nail_segformer.data.dataset import image_source, undecoded
 from nail_segformer.data.files import relative_to_root
 from nail_segformer.labels import ID2LABEL
 from nail_segformer.train.args import DataArguments, ModelArguments
@@ -39,6 +39,8 @@ def check_data_root(data_args: DataArguments) -> None:
     Raises:
         DataError: no folder at ``data_root`` and ``synthetic_samples`` is 0.
     """
+    if data_args.data_root is None:  # a --dataset_name is checked as it is read
+        return
     root = Path(data_args.data_root).expanduser()
     if data_args.synthetic_samples == 0 and not root.is_dir():
         raise DataError(
@@ -49,8 +51,10 @@ def check_data_root(data_args: DataArguments) -> None:
 
 def ensure_data(data_args: DataArguments) -> None:
     """Write the synthetic set into ``data_root`` when asked to and the folder is empty."""
+    if data_args.synthetic_samples == 0:
+        return
     root = Path(data_args.data_root)
-    if data_args.synthetic_samples == 0 or (root.is_dir() and any(root.iterdir())):
+    if root.is_dir() and any(root.iterdir()):
         return
     from nail_segformer.synthetic import generate_dataset
 
@@ -62,11 +66,25 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
     """Discover, check and split the data; write the manifest and any skipped-file report.
 
     A resumed run reuses the manifest in ``output_dir``, so it trains on the same split. Only
-    the process that saves (``write``) writes files.
+    the process that saves (``write``) writes files. A ``--dataset_name`` set is read with
+    :func:`~nail_segformer.data.from_dataset.load_dataset_splits` instead (its own splits, or a
+    validation split carved by seed, the same again on resume).
 
     Returns:
-        ``(dataset_dict, pairs)``.
+        ``(dataset_dict, pairs)``; ``pairs`` is None for a ``--dataset_name`` set.
     """
+    if data_args.dataset_name is not None:
+        from nail_segformer.data.from_dataset import load_dataset_splits
+
+        dataset_dict = load_dataset_splits(
+            data_args.dataset_name,
+            data_args.image_column,
+            data_args.label_column,
+            data_args.category_column,
+            validation_fraction=data_args.validation_fraction,
+            seed=data_args.split_seed,
+        )
+        return _limited(dataset_dict, data_args), None
     manifest = data_args.manifest
     saved_manifest = Path(output_dir) / MANIFEST_NAME
     if manifest is None and resuming and saved_manifest.is_file():
@@ -88,18 +106,22 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
             logger.warning("listed %d skipped file(s) in %s", len(report), BAD_PAIRS_NAME)
         if Path(manifest or "") != saved_manifest:
             write_manifest(pairs, saved_manifest, data_args.data_root)
+    return _limited(dataset_dict, data_args), pairs
+
+
+def _limited(dataset_dict, data_args: DataArguments):
+    """``--max_train_samples`` and ``--max_eval_samples`` applied, and the sizes logged."""
     for split, limit in (("train", data_args.max_train_samples),) + tuple(
         (s, data_args.max_eval_samples) for s in ("validation", "test")
     ):
         if limit is not None and split in dataset_dict and len(dataset_dict[split]) > limit:
             dataset_dict[split] = dataset_dict[split].select(range(limit))
     sizes = {split: len(ds) for split, ds in dataset_dict.items()}
+    category = dataset_dict["train"].features.get("category")
     logger.info(
-        "data: %s pairs per split, categories %s",
-        sizes,
-        dataset_dict["train"].features["category"].names,
+        "data: %s pairs per split, categories %s", sizes, category.names if category else "none"
     )
-    return dataset_dict, pairs
+    return dataset_dict
 
 
 def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, seed: int):
@@ -131,13 +153,19 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     return model, processor
 
 
-def build_loss(model_args: ModelArguments, train_dataset, nail_values: tuple | None = None):
-    """The ``SegmentationLoss`` named by ``--loss``, with class weights resolved."""
+def build_loss(
+    model_args: ModelArguments,
+    train_dataset,
+    nail_values: tuple | None = None,
+    class_ids: bool = False,
+):
+    """The ``SegmentationLoss`` named by ``--loss``, with class weights resolved (``class_ids``:
+    the split's labels are a dataset's class ids)."""
     from nail_segformer.losses import SegmentationLoss, parse_class_weights
 
     weights = parse_class_weights(model_args.class_weights, len(ID2LABEL))
     if weights == "auto":
-        weights = _auto_class_weights(train_dataset, nail_values)
+        weights = _auto_class_weights(train_dataset, nail_values, class_ids)
     if weights is not None:
         logger.info("class weights: %s", dict(zip(ID2LABEL.values(), weights, strict=True)))
     return SegmentationLoss(
@@ -149,7 +177,9 @@ def build_loss(model_args: ModelArguments, train_dataset, nail_values: tuple | N
 _CLASS_WEIGHT_SAMPLE = 256
 
 
-def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list[float]:
+def _auto_class_weights(
+    train_dataset, nail_values: tuple | None = None, class_ids: bool = False
+) -> list[float]:
     """Median-frequency weights from the label pixels of up to ``_CLASS_WEIGHT_SAMPLE`` training
     masks: the resize cache's label maps when the split holds them (each mask was decoded once
     already, to build the cache), else the mask files."""
@@ -165,9 +195,10 @@ def _auto_class_weights(train_dataset, nail_values: tuple | None = None) -> list
             for row in sample.select_columns(["label_map"]):
                 yield np.frombuffer(row["label_map"], dtype=np.uint8)
             return
-        for row in undecoded(sample).select_columns(["label"]):
+        for row in undecoded(sample):
             try:
-                yield load_labels(row["label"]["path"], nail_values)
+                label = image_source(row["label"], row.get("row"))
+                yield load_labels(label, nail_values, class_ids=class_ids)
             except ImageReadError:
                 continue  # broken since the check: training stops on it, naming it
 
@@ -194,6 +225,7 @@ def readable_training_split(dataset_dict, size: int, data_args: DataArguments, t
     from nail_segformer.data.cache import build_resized_cache, check_pairs
 
     nail_values = parse_nail_values(data_args.nail_values)
+    class_ids = data_args.dataset_name is not None
     num_proc = training_args.dataloader_num_workers or None
     with training_args.main_process_first(desc="resize cache"):
         if data_args.resize_cache:
@@ -204,10 +236,13 @@ def readable_training_split(dataset_dict, size: int, data_args: DataArguments, t
                 data_args.resize_cache_dir,
                 num_proc=num_proc,
                 prune=data_args.prune_resize_cache,
+                class_ids=class_ids,
             )
         else:
-            train, problems = check_pairs(dataset_dict["train"], size, nail_values, num_proc)
-    if problems:
+            train, problems = check_pairs(
+                dataset_dict["train"], size, nail_values, num_proc, class_ids
+            )
+    if problems and data_args.data_root is not None:  # a dataset's rows are named already
         root = Path(data_args.data_root).resolve()
         problems = [
             {
@@ -217,12 +252,14 @@ def readable_training_split(dataset_dict, size: int, data_args: DataArguments, t
             }
             for p in problems
         ]
+    if problems:
         lines = [
             f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})" for p in problems
         ]
         if data_args.on_bad_pair == "error":
             raise DataError(
-                f"{len(problems)} training pair(s) in {data_args.data_root} cannot be read:\n"
+                f"{len(problems)} training pair(s) in "
+                f"{data_args.data_root or data_args.dataset_name} cannot be read:\n"
                 + "\n".join(lines)
                 + f"\nTo go on, {how_to_go_on(training_args.output_dir, 'the files listed above')}"
                 "; or pass --on_bad_pair skip to train without them (they are then listed in "
@@ -301,10 +338,17 @@ def build_trainer(model, processor, dataset_dict, data_args, model_args, trainin
     nail_values = parse_nail_values(data_args.nail_values)
     dataset_dict = readable_training_split(dataset_dict, size, data_args, training_args)
     # The pipeline already returns the training size; a second resize would only cost time.
+    class_ids = data_args.dataset_name is not None
     datasets = attach_transforms(
-        dataset_dict, processor, augment, False, working_size=size, nail_values=nail_values
+        dataset_dict,
+        processor,
+        augment,
+        False,
+        working_size=size,
+        nail_values=nail_values,
+        class_ids=class_ids,
     )
-    loss = build_loss(model_args, dataset_dict["train"], nail_values)
+    loss = build_loss(model_args, dataset_dict["train"], nail_values, class_ids)
     return NailTrainer(
         model=model,
         args=training_args,

@@ -96,7 +96,8 @@ def render_model_card(
         preset: the from-scratch size (``mit-b0`` ...); ``None`` when fine-tuned.
         id2label: label names of the head.
         metrics: per split (``validation``, ``test``), metric name to value.
-        data_summary: ``pairs`` per split and ``categories`` (shown as a table).
+        data_summary: ``pairs`` per split and ``categories`` (shown as a table); ``dataset``
+            True when training read a Hugging Face dataset rather than a folder.
         hyperparameters: name to value, shown as a list.
         threshold: the nail threshold chosen on validation (None: argmax), with its figures
             (``*_at_threshold`` keys) in ``metrics``.
@@ -135,6 +136,13 @@ def render_model_card(
         origin = "a fine-tuned version of a local SegFormer checkpoint"
     labels = ", ".join(f"`{i}`: {name}" for i, name in sorted(id2label.items()))
     split_rows = "\n".join(f"| {s} | {n} |" for s, n in data_summary.get("pairs", {}).items())
+    categories = ", ".join(map(str, data_summary.get("categories", []))) or "none"
+    if data_summary.get("dataset"):
+        source = f"""Photos and labels (class ids) from a Hugging Face dataset (categories: {categories})."""
+    else:
+        source = f"""Photos and masks from an `Images/<category>/` + `Masks/<category>/` folder
+(categories: {categories}), split stratified by category. Which photo went to which split is
+kept by whoever trained the model and not published, since it lists their file names."""
     hyper = "\n".join(f"- {k}: {v}" for k, v in hyperparameters.items())
     licence = (
         NVIDIA_LICENSE_NOTE
@@ -167,10 +175,7 @@ of the image diagonal ([Cheng et al., CVPR 2021](https://arxiv.org/abs/2103.1656
 
 ## Data
 
-Photos and masks from an `Images/<category>/` + `Masks/<category>/` folder
-(categories: {", ".join(map(str, data_summary.get("categories", []))) or "none"}), split
-stratified by category. Which photo went to which split is kept by whoever trained the model
-and not published, since it lists their file names.
+{source}
 
 | split | pairs |
 |---|---|

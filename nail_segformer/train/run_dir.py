@@ -376,7 +376,8 @@ class CardContext:
             metrics=self.metrics,
             data_summary={
                 "pairs": {split: len(ds) for split, ds in self.dataset_dict.items()},
-                "categories": train.features["category"].names,
+                "categories": getattr(train.features.get("category"), "names", []),
+                "dataset": getattr(self.data_args, "dataset_name", None) is not None,
             },
             hyperparameters=hyperparameters,
             threshold=self.threshold,

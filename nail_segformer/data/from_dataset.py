@@ -1,0 +1,204 @@
+"""Training data from a Hugging Face dataset: a ``save_to_disk`` folder or a folder of Parquet files.
+
+The Hugging Face way to hand a segmentation set around is a dataset with an image column and a
+label column of class ids (0 background, 1 nail, 255 ignored, as
+:mod:`~nail_segformer.data.hub_dataset` writes them and as the transformers
+semantic-segmentation example reads them). :func:`load_dataset_splits` brings one into the shape
+the folder loader gives (``image``, ``label``, ``category`` and a ``row`` name per row), so
+everything after it, the readers' rules, the resize cache and the metrics, is the same; the
+images stay the bytes the dataset carries and are decoded by the package's own readers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from nail_segformer.data.discovery import DataError
+
+__all__ = ["IMAGE_COLUMNS", "LABEL_COLUMNS", "load_dataset_splits"]
+
+logger = logging.getLogger(__name__)
+
+# Column names tried in order when --image_column / --label_column are not given: what the
+# Hub's segmentation sets and the transformers example use.
+IMAGE_COLUMNS = ("image", "pixel_values")
+LABEL_COLUMNS = ("label", "annotation", "mask", "segmentation_mask")
+# Split names as datasets' own file-name patterns read them; others are left out, with a note.
+_SPLIT_NAMES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
+_DEFAULT_CATEGORY_COLUMN = "category"
+
+
+def load_dataset_splits(
+    name: str | os.PathLike,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    category_column: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 42,
+):
+    """Load a dataset's splits as a ``DatasetDict`` shaped like the folder loader's.
+
+    Args:
+        name: a folder written by ``save_to_disk`` (a ``DatasetDict`` or one ``Dataset``, taken
+            as ``train``), or a folder of Parquet files named by split (``train.parquet``,
+            ``validation.parquet``, ...; read by ``datasets.load_dataset``).
+        image_column, label_column: default to the first of :data:`IMAGE_COLUMNS` /
+            :data:`LABEL_COLUMNS` the set has.
+        category_column: stratifies a carved validation split and names categories in the card;
+            defaults to ``category`` when the set has it.
+        validation_fraction, seed: a set without a validation split gets one carved from
+            ``train`` (stratified by category when there is one). A missing test split stays
+            missing.
+
+    Returns:
+        ``DatasetDict`` with ``train``, ``validation`` and maybe ``test``; columns ``image``
+        and ``label`` (``datasets.Image``), ``category`` (``ClassLabel``) and ``row`` (``"train
+        row 12"``: what messages name a row by, since it has no file).
+
+    Raises:
+        DataError: the folder holds no dataset, a column is missing or of the wrong type, or
+            there is no training split.
+    """
+    from datasets import DatasetDict
+
+    splits = _read(Path(name).expanduser())
+    renamed = {}
+    for split, dataset in splits.items():
+        if split not in _SPLIT_NAMES:
+            logger.warning(
+                "dataset %s: split %r is not train, validation or test; left out", name, split
+            )
+            continue
+        renamed[_SPLIT_NAMES[split]] = dataset
+    if "train" not in renamed:
+        raise DataError(
+            f"dataset {name} has no train split (it has: {', '.join(splits) or 'none'}); name the "
+            "training split train"
+        )
+    first = renamed["train"]
+    image_column = _column(name, first, image_column, IMAGE_COLUMNS, "--image_column")
+    label_column = _column(name, first, label_column, LABEL_COLUMNS, "--label_column")
+    if category_column is None and _DEFAULT_CATEGORY_COLUMN in first.column_names:
+        category_column = _DEFAULT_CATEGORY_COLUMN
+    if category_column is not None and category_column not in first.column_names:
+        raise DataError(
+            f"dataset {name} has no column {category_column!r} (--category_column); its columns: "
+            f"{', '.join(first.column_names)}"
+        )
+    out = {
+        split: _normalise(name, split, dataset, image_column, label_column, category_column)
+        for split, dataset in renamed.items()
+    }
+    notes = []
+    if "validation" not in out:
+        out["train"], out["validation"], how = _carve(out["train"], validation_fraction, seed)
+        notes.append(f"validation carved from train ({validation_fraction:g}, {how})")
+    if "test" not in out:
+        notes.append("no test split")
+    logger.info(
+        "dataset %s: %s%s",
+        name,
+        ", ".join(
+            f"{split} {len(out[split])}"
+            for split in ("train", "validation", "test")
+            if split in out
+        ),
+        "".join(f"; {note}" for note in notes),
+    )
+    return DatasetDict({s: out[s] for s in ("train", "validation", "test") if s in out})
+
+
+def _read(path: Path) -> dict:
+    """The splits of a ``save_to_disk`` folder or a Parquet folder, by their own names."""
+    from datasets import Dataset, load_dataset, load_from_disk
+
+    if not path.is_dir():
+        raise DataError(
+            f"--dataset_name {path}: no such folder. It takes a folder written by save_to_disk "
+            "or a folder of Parquet files named by split (train.parquet, validation.parquet)"
+        )
+    try:
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            loaded = load_from_disk(str(path))
+        elif any(path.rglob("*.parquet")):
+            loaded = load_dataset(str(path))
+        else:
+            raise DataError(
+                f"{path} holds neither a dataset written by save_to_disk (dataset_dict.json) "
+                "nor Parquet files"
+            )
+    except DataError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError) as err:  # pyarrow's errors are ValueErrors
+        raise DataError(f"cannot read the dataset in {path}: {err}") from err
+    return {"train": loaded} if isinstance(loaded, Dataset) else dict(loaded)
+
+
+def _column(name, dataset, chosen: str | None, candidates: tuple[str, ...], flag: str) -> str:
+    if chosen is None:
+        chosen = next((c for c in candidates if c in dataset.column_names), None)
+        if chosen is None:
+            raise DataError(
+                f"dataset {name} has none of the columns {', '.join(candidates)}; its columns: "
+                f"{', '.join(dataset.column_names)}. Pass {flag}"
+            )
+    elif chosen not in dataset.column_names:
+        raise DataError(
+            f"dataset {name} has no column {chosen!r} ({flag}); its columns: "
+            f"{', '.join(dataset.column_names)}"
+        )
+    return chosen
+
+
+def _normalise(name, split: str, dataset, image_column, label_column, category_column):
+    """One split with the folder loader's columns (see :func:`load_dataset_splits`)."""
+    from datasets import ClassLabel
+    from datasets import Image as ImageFeature
+
+    for column, flag in ((image_column, "--image_column"), (label_column, "--label_column")):
+        if column not in dataset.column_names:
+            raise DataError(f"dataset {name}: split {split} has no column {column!r} ({flag})")
+        feature = dataset.features[column]
+        if not isinstance(feature, ImageFeature):
+            # Parquet written without datasets' metadata keeps images as {bytes, path} structs.
+            if not (isinstance(feature, dict) and "bytes" in feature):
+                raise DataError(
+                    f"dataset {name}: column {column!r} of split {split} holds {feature}, not "
+                    f"images; pass {flag} naming the image column"
+                )
+            dataset = dataset.cast_column(column, ImageFeature())
+    keep = {image_column: "image", label_column: "label"}
+    if category_column is not None:
+        keep[category_column] = "category"
+    dataset = dataset.select_columns(list(keep)).rename_columns(
+        {old: new for old, new in keep.items() if old != new}
+    )
+    if "category" in dataset.column_names and not isinstance(
+        dataset.features["category"], ClassLabel
+    ):
+        dataset = dataset.class_encode_column("category")
+    return dataset.add_column("row", [f"{split} row {index}" for index in range(len(dataset))])
+
+
+def _carve(train, fraction: float, seed: int):
+    """``(train, validation, how)``: a share of ``train`` held out, stratified by category when
+    the set has categories and each can give a row to both parts."""
+    if "category" in train.column_names:
+        try:
+            parts = train.train_test_split(
+                test_size=fraction, seed=seed, stratify_by_column="category"
+            )
+            return parts["train"], parts["test"], "stratified by category"
+        except ValueError:  # fewer held-out rows than categories, or a category of one row
+            pass
+    parts = train.train_test_split(test_size=fraction, seed=seed)
+    return parts["train"], parts["test"], "at random"

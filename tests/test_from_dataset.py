@@ -1,0 +1,199 @@
+"""Training from Hugging Face datasets (``--dataset_name``): save_to_disk and Parquet folders read
+with ``datasets``' own loaders, images as bytes through the package's readers, labels as class ids."""
+
+import io
+import json
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+from support.runs import tiny_run_argv
+
+from nail_segformer import data
+from nail_segformer.data.files import MaskValuesError, class_ids_to_labels
+from nail_segformer.data.from_dataset import load_dataset_splits
+from nail_segformer.data.hub_dataset import save_hub_dataset
+
+
+def _dataset_argv(name, output_dir, *extra):
+    argv = tiny_run_argv("unused", output_dir, "--dataset_name", str(name), *extra)
+    del argv[:2]  # --data_root and --dataset_name are one-of
+    return argv
+
+
+def _png(array) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def saved(synthetic_root, tmp_path_factory):
+    """The synthetic folder written with save_to_disk, as ``python -m nail_segformer.data
+    --save_to_disk`` writes it (image/label/category, labels as class ids)."""
+    folder = tmp_path_factory.mktemp("sets") / "nails"
+    _, pairs, _ = data.load_splits(synthetic_root)
+    save_hub_dataset(pairs, synthetic_root, folder)
+    return folder
+
+
+def _example_set(n=12, seed=0):
+    """Rows shaped like the transformers example's sets: pixel_values and a label of three
+    classes (0 background, 1 skin, 2 nail), as plain {bytes, path} structs (Parquet written
+    without datasets' metadata)."""
+    rng = np.random.default_rng(seed)
+    rows = {"pixel_values": [], "label": []}
+    for _ in range(n):
+        image = rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)
+        label = np.zeros((48, 40), np.uint8)
+        label[10:40, 5:35] = 1
+        label[15:25, 10:20] = 2
+        image[label == 2] = (230, 120, 140)
+        rows["pixel_values"].append({"bytes": _png(image), "path": None})
+        rows["label"].append({"bytes": _png(label), "path": None})
+    return rows
+
+
+def _write_parquet(folder, splits):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    for split, rows in splits.items():
+        pq.write_table(pa.table(rows), folder / f"{split}.parquet")
+
+
+def test_class_ids_are_read_as_they_are_never_by_mask_conventions():
+    zero_255 = Image.fromarray(np.array([[0, 255], [0, 0]], np.uint8))
+    # As a mask file, {0, 255} would be nail; as a dataset's class ids, 255 is ignored.
+    assert data.mask_to_labels(zero_255).tolist() == [[0, 1], [0, 0]]
+    assert class_ids_to_labels(zero_255).tolist() == [[0, 255], [0, 0]]
+    three = Image.fromarray(np.array([[0, 1], [2, 255]], np.uint8))
+    with pytest.raises(MaskValuesError, match="class ids 0, 1, 2, 255"):
+        class_ids_to_labels(three)
+    assert class_ids_to_labels(three, (2,)).tolist() == [[0, 0], [1, 255]]
+    with pytest.raises(MaskValuesError, match="one class id per pixel"):
+        class_ids_to_labels(Image.new("RGB", (2, 2)))
+
+
+def test_a_saved_set_gives_the_folder_s_cached_pixels_and_labels(synthetic_root, saved, tmp_path):
+    from nail_segformer.data.cache import build_resized_cache
+
+    folder_splits, _, _ = data.load_splits(synthetic_root)
+    dataset_splits = load_dataset_splits(saved)
+    assert {s: len(d) for s, d in dataset_splits.items()} == {
+        s: len(d) for s, d in folder_splits.items()
+    }
+    from_folder, _ = build_resized_cache(folder_splits["train"], 96, cache_dir=tmp_path / "a")
+    from_dataset, problems = build_resized_cache(
+        dataset_splits["train"], 96, cache_dir=tmp_path / "b", class_ids=True
+    )
+    assert problems == []
+    assert "image" not in from_dataset.column_names  # the bytes are not stored twice
+    for column in ("image_rgb", "label_map", "height", "width"):
+        assert from_dataset[column] == from_folder[column], column
+
+
+def test_training_runs_from_a_save_to_disk_folder(saved, tmp_path):
+    from nail_segformer.train import main
+
+    output_dir = tmp_path / "run"
+    metrics = main(_dataset_argv(saved, output_dir))
+    assert set(metrics) == {"validation", "test"}
+    assert (output_dir / "model.safetensors").is_file()
+    card = (output_dir / "README.md").read_text()
+    assert "from a Hugging Face dataset" in card and str(saved) not in card
+
+
+def test_a_parquet_folder_shaped_like_the_transformers_example(tmp_path, caplog):
+    from nail_segformer.train import main
+
+    folder = tmp_path / "parquet"
+    _write_parquet(folder, {"train": _example_set(12), "valid": _example_set(4, seed=1)})
+    # Three classes and no nail id: refused, listing the ids, before anything is trained.
+    with pytest.raises(data.DataError, match="class ids 0, 1, 2") as refused:
+        main(_dataset_argv(folder, tmp_path / "refused"))
+    assert "--nail_values" in str(refused.value) and "train row" in str(refused.value)
+    with caplog.at_level(logging.INFO, logger="nail_segformer"):
+        metrics = main(_dataset_argv(folder, tmp_path / "run", "--nail_values", "2"))
+    assert set(metrics) == {"validation"}  # valid is the validation split; no test split
+    assert "validation 4; no test split" in caplog.text
+
+
+def test_a_missing_validation_split_is_carved_from_train_by_category(tmp_path, caplog):
+    from collections import Counter
+
+    from datasets import Dataset
+
+    rows = _example_set(20)
+    rows["category"] = ["a"] * 12 + ["b"] * 4 + ["c"] * 4  # text: encoded as a ClassLabel
+    only_train = tmp_path / "only-train"
+    Dataset.from_dict(rows).save_to_disk(str(only_train))
+    with caplog.at_level(logging.INFO, logger="nail_segformer"):
+        splits = load_dataset_splits(only_train, validation_fraction=0.25, seed=1)
+    assert (
+        "validation carved from train (0.25, stratified by category); no test split" in caplog.text
+    )
+    assert set(splits) == {"train", "validation"}
+    train, validation = (splits[s] for s in ("train", "validation"))
+    assert len(train) + len(validation) == 20
+    assert set(train["row"]).isdisjoint(validation["row"])
+    names = validation.features["category"].names
+    # A quarter of each category (at seed 1, a random draw would take no "b" and two "c").
+    assert Counter(names[c] for c in validation["category"]) == {"a": 3, "b": 1, "c": 1}
+    again = load_dataset_splits(only_train, validation_fraction=0.25, seed=1)
+    assert again["validation"]["row"] == validation["row"]  # a resumed run gets the same split
+
+
+def test_a_bad_row_is_reported_like_a_bad_file(tmp_path):
+    from nail_segformer.train import main
+
+    rows = _example_set(12)
+    rows["pixel_values"][3] = {"bytes": rows["pixel_values"][3]["bytes"][:60], "path": None}
+    folder = tmp_path / "parquet"
+    _write_parquet(folder, {"train": rows, "validation": _example_set(4, seed=1)})
+    with pytest.raises(data.DataError, match="training pair\\(s\\).*cannot be read") as stopped:
+        main(_dataset_argv(folder, tmp_path / "run", "--nail_values", "2"))
+    assert "train row 3" in str(stopped.value)
+    output_dir = tmp_path / "skip"
+    main(_dataset_argv(folder, output_dir, "--nail_values", "2", "--on_bad_pair", "skip"))
+    report = json.loads((output_dir / "bad_pairs.json").read_text())
+    assert [(e["kind"], e["path"]) for e in report] == [("undecodable file", "train row 3")]
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--data_root", "x"], "pass one of --data_root"),
+        (["--image_column", "photo"], "has no column 'photo'"),
+        (["--nail_values", "#ff0000"], "lists class ids, not colours"),
+    ],
+)
+def test_wrong_dataset_arguments_are_named(saved, tmp_path, capsys, caplog, extra, expected):
+    from nail_segformer.train.cli import main as cli_main
+
+    assert cli_main(_dataset_argv(saved, tmp_path / "run", *extra)) == 2
+    assert expected in capsys.readouterr().err + caplog.text
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_labels_reach_training_and_evaluation_as_class_ids(tmp_path):
+    from nail_segformer.train.build import build_model_and_processor, build_trainer, load_data
+    from nail_segformer.train.parsing import resolve_args
+
+    rows = _example_set(10)
+    for value in rows["label"]:  # 0 background and 255 ignored: a mask file's 0/255 is nail
+        label = np.asarray(Image.open(io.BytesIO(value["bytes"])))
+        value["bytes"] = _png(np.where(label > 0, 255, 0).astype(np.uint8))
+    folder = tmp_path / "parquet"
+    validation = {column: values[8:] for column, values in rows.items()}
+    _write_parquet(folder, {"train": {c: v[:8] for c, v in rows.items()}, "validation": validation})
+    data_args, model_args, training_args, _ = resolve_args(_dataset_argv(folder, tmp_path / "run"))
+    dataset_dict, _ = load_data(data_args, training_args.output_dir, resuming=False)
+    model, processor = build_model_and_processor(model_args, data_args, seed=0)
+    trainer, datasets = build_trainer(
+        model, processor, dataset_dict, data_args, model_args, training_args
+    )
+    for dataset in (trainer.train_dataset, datasets["validation"]):
+        assert set(np.unique(dataset[0]["labels"]).tolist()) == {0, 255}
