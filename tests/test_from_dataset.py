@@ -197,3 +197,21 @@ def test_labels_reach_training_and_evaluation_as_class_ids(tmp_path):
     )
     for dataset in (trainer.train_dataset, datasets["validation"]):
         assert set(np.unique(dataset[0]["labels"]).tolist()) == {0, 255}
+
+
+def test_bytes_follow_the_file_rules_orientation_and_pixel_cap(tmp_path, monkeypatch):
+    from nail_segformer.data.files import EmbeddedImage, ImageTooLargeError, load_image
+    from nail_segformer.data.transforms import load_working_pair
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40x30, seen 30x40
+    photo = tmp_path / "p.jpg"
+    Image.fromarray(np.full((30, 40, 3), 128, np.uint8)).save(photo, exif=exif)
+    embedded = EmbeddedImage(photo.read_bytes(), "train row 0")
+    label = EmbeddedImage(_png(np.zeros((40, 30), np.uint8)), "train row 0")
+    image, labels = load_working_pair(embedded, label, None, class_ids=True)
+    assert image.shape == (40, 30, 3) and labels.shape == (40, 30)
+    assert np.array_equal(np.asarray(load_image(photo)), image)
+    monkeypatch.setenv("NAIL_SEGFORMER_MAX_MEGAPIXELS", "0.001")
+    with pytest.raises(ImageTooLargeError, match="photo train row 0 is 40x30 pixels"):
+        load_image(embedded)
