@@ -25,6 +25,8 @@ from pathlib import Path
 __all__ = [
     "REPO_TYPES",
     "PushError",
+    "hub_is_offline",
+    "hub_reachable",
     "matching_files",
     "private_unless_public",
     "push_folder",
@@ -184,3 +186,36 @@ def push_folder(
         ) from err
     logger.info("pushed %d file(s) to %s (%s)", len(names), created.repo_id, commit_message)
     return created.repo_id
+
+
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_is_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set (as ``huggingface_hub`` read it)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+# Answers that come from a proxy or gateway in front of the Hub, not from the Hub itself.
+_PROXY_FAILURES = {407, 502, 503, 504}
+
+
+def hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
+    """One request to the Hub endpoint, instead of the clients' minutes of retries.
+
+    It goes through ``huggingface_hub``'s own HTTP client, so it takes the way every download
+    takes: ``HF_ENDPOINT``, ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` and whatever client
+    ``huggingface_hub.set_client_factory`` installed (a company proxy, custom certificates).
+    """
+    from huggingface_hub import constants, get_session
+
+    try:
+        response = get_session().head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)
+    # Refused, DNS, TLS, timeout, proxy refused: the client's exception classes are httpx's in
+    # huggingface_hub 1.x and httpx2's in 2.x, so catch them all.
+    except Exception as err:  # noqa: BLE001
+        logger.debug("Hub probe %s failed: %s", constants.ENDPOINT, err)
+        return False
+    return response.status_code not in _PROXY_FAILURES

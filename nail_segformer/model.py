@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nail_segformer.hub import hub_is_offline, hub_reachable
 from nail_segformer.labels import ID2LABEL, IGNORE_INDEX
 
 __all__ = [
@@ -78,8 +79,6 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-_HUB_PROBE_TIMEOUT_S = 3.0
-
 
 class HubUnavailableError(RuntimeError):
     """The Hugging Face Hub cannot be reached and the files are not cached."""
@@ -122,35 +121,6 @@ def check_model_reference(name: str, flag: str, fix: str) -> None:
         )
 
 
-def _hub_is_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-# Answers that come from a proxy or gateway in front of the Hub, not from the Hub itself.
-_PROXY_FAILURES = {407, 502, 503, 504}
-
-
-def _hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
-    """One request to the Hub endpoint, instead of the clients' minutes of retries.
-
-    It goes through ``huggingface_hub``'s own HTTP client, so it takes the way every download
-    takes: ``HF_ENDPOINT``, ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` and whatever client
-    ``huggingface_hub.set_client_factory`` installed (a company proxy, custom certificates).
-    """
-    from huggingface_hub import constants, get_session
-
-    try:
-        response = get_session().head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)
-    # Refused, DNS, TLS, timeout, proxy refused: the client's exception classes are httpx's in
-    # huggingface_hub 1.x and httpx2's in 2.x, so catch them all.
-    except Exception as err:  # noqa: BLE001
-        logger.debug("Hub probe %s failed: %s", constants.ENDPOINT, err)
-        return False
-    return response.status_code not in _PROXY_FAILURES
-
-
 def hub_loading_kwargs(
     name_or_path: str,
     what: str = "model",
@@ -167,8 +137,8 @@ def hub_loading_kwargs(
     """
     if is_local_path(name_or_path):
         return {}
-    offline = _hub_is_offline()
-    if not offline and _hub_reachable():
+    offline = hub_is_offline()
+    if not offline and hub_reachable():
         return {}
     from huggingface_hub import try_to_load_from_cache
 

@@ -215,3 +215,47 @@ def test_bytes_follow_the_file_rules_orientation_and_pixel_cap(tmp_path, monkeyp
     monkeypatch.setenv("NAIL_SEGFORMER_MAX_MEGAPIXELS", "0.001")
     with pytest.raises(ImageTooLargeError, match="photo train row 0 is 40x30 pixels"):
         load_image(embedded)
+
+
+def test_a_hub_id_is_read_from_the_cache_offline_and_fails_fast_when_not_cached(saved, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from support.hub_stub import HubStub
+
+    token = "hf_" + "q" * 34
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_XET="1", HF_TOKEN=token)
+    env.pop("HF_DATASETS_CACHE", None)
+
+    def run(args, **extra):
+        return subprocess.run(
+            [sys.executable, *args], env={**env, **extra}, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+
+    with HubStub(expected_token=token) as hub:
+        online = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}
+        push = "import sys; from nail_segformer.data.hub_dataset import push_hub_dataset as p; "
+        done = run(["-c", push + "p(sys.argv[1], 'me/nails')", str(saved)], **online)
+        assert done.returncode == 0, done.stderr[-3000:]
+        # Online once: the set is downloaded (and cached) by datasets' own load_dataset.
+        argv = _dataset_argv("me/nails", tmp_path / "online", "--max_steps", "1")
+        done = run(["run_finetune.py", *argv], **online)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert any("/resolve/" in r.path and r.path.endswith(".parquet") for r in hub.requests)
+    # The Hub is gone: the same id trains from the cache.
+    offline = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
+    output_dir = tmp_path / "offline"
+    done = run(["run_finetune.py", *_dataset_argv("me/nails", output_dir)], **offline)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = (output_dir / "README.md").read_text()
+    assert "datasets:\n- me/nails" in card and "huggingface.co/datasets/me/nails" in card
+    # Never downloaded: refused at once with what to do, no traceback.
+    done = run(["run_finetune.py", *_dataset_argv("me/other", tmp_path / "other")], **offline)
+    assert done.returncode == 2
+    assert "cannot load dataset 'me/other': offline mode is set" in done.stderr
+    assert (
+        "Traceback" not in done.stderr and not (tmp_path / "other" / "model.safetensors").exists()
+    )

@@ -1,4 +1,4 @@
-"""Training data from a Hugging Face dataset: a ``save_to_disk`` folder or a folder of Parquet files.
+"""Training data from a Hugging Face dataset: a Hub id, a ``save_to_disk`` folder, Parquet files.
 
 The Hugging Face way to hand a segmentation set around is a dataset with an image column and a
 label column of class ids (0 background, 1 nail, 255 ignored, as
@@ -44,13 +44,19 @@ def load_dataset_splits(
     category_column: str | None = None,
     validation_fraction: float = 0.1,
     seed: int = 42,
+    config_name: str | None = None,
+    revision: str | None = None,
 ):
     """Load a dataset's splits as a ``DatasetDict`` shaped like the folder loader's.
 
     Args:
         name: a folder written by ``save_to_disk`` (a ``DatasetDict`` or one ``Dataset``, taken
-            as ``train``), or a folder of Parquet files named by split (``train.parquet``,
-            ``validation.parquet``, ...; read by ``datasets.load_dataset``).
+            as ``train``), a folder of Parquet files named by split (``train.parquet``,
+            ``validation.parquet``, ...; read by ``datasets.load_dataset``), or a Hub dataset id
+            (``datasets.load_dataset``; from the HF cache when the Hub is offline or out of
+            reach).
+        config_name, revision: of a Hub dataset (``--dataset_config_name``,
+            ``--dataset_revision``).
         image_column, label_column: default to the first of :data:`IMAGE_COLUMNS` /
             :data:`LABEL_COLUMNS` the set has.
         category_column: stratifies a carved validation split and names categories in the card;
@@ -65,12 +71,16 @@ def load_dataset_splits(
         row 12"``: what messages name a row by, since it has no file).
 
     Raises:
-        DataError: the folder holds no dataset, a column is missing or of the wrong type, or
-            there is no training split.
+        DataError: the folder holds no dataset, a Hub dataset is neither reachable nor cached,
+            a column is missing or of the wrong type, or there is no training split.
     """
     from datasets import DatasetDict
 
-    splits = _read(Path(name).expanduser())
+    folder = Path(name).expanduser()
+    if folder.is_dir() or not _is_hub_id(str(name)):
+        splits = _read(folder)
+    else:
+        splits = _read_hub(str(name), config_name, revision)
     renamed = {}
     for split, dataset in splits.items():
         if split not in _SPLIT_NAMES:
@@ -141,6 +151,56 @@ def _read(path: Path) -> dict:
     except (OSError, ValueError, TypeError, KeyError) as err:  # pyarrow's errors are ValueErrors
         raise DataError(f"cannot read the dataset in {path}: {err}") from err
     return {"train": loaded} if isinstance(loaded, Dataset) else dict(loaded)
+
+
+def _is_hub_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return not name.startswith(".")
+
+
+def _read_hub(name: str, config_name: str | None, revision: str | None) -> dict:
+    """The splits of a Hub dataset: downloaded when the Hub answers, else read from the HF cache
+    (``datasets`` keeps each set it prepared; offline it takes the latest one cached)."""
+    import datasets.config
+    from datasets import load_dataset
+
+    from nail_segformer.hub import hub_is_offline, hub_reachable
+
+    offline = hub_is_offline() or datasets.config.HF_HUB_OFFLINE  # HF_DATASETS_OFFLINE too
+    reachable = not offline and hub_reachable()
+    try:
+        if reachable:
+            return dict(load_dataset(name, config_name, revision=revision))
+        # Out of reach but not declared offline: read the cache at once instead of waiting
+        # out the downloads' retries.
+        declared, datasets.config.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE, True
+        try:
+            return dict(load_dataset(name, config_name, revision=revision))
+        finally:
+            datasets.config.HF_HUB_OFFLINE = declared
+    except (ConnectionError, FileNotFoundError, ValueError) as err:
+        if reachable:
+            raise DataError(
+                f"cannot load dataset '{name}' from the Hub: {err}. Check the id (and "
+                "--dataset_config_name, --dataset_revision); a private set needs a token "
+                "(hf auth login)"
+            ) from err
+        reason = (
+            "offline mode is set (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE)"
+            if offline
+            else "the Hugging Face Hub cannot be reached"
+        )
+        raise DataError(
+            f"cannot load dataset '{name}': {reason} and it is not in the local cache "
+            f"({datasets.config.HF_DATASETS_CACHE}). Either go online (or unset that variable) "
+            "so it can be downloaded once, or pass a local folder (save_to_disk or Parquet) to "
+            "--dataset_name"
+        ) from err
 
 
 def _column(name, dataset, chosen: str | None, candidates: tuple[str, ...], flag: str) -> str:

@@ -47,11 +47,18 @@ class DataArguments:
     dataset_name: str | None = field(
         default=None,
         metadata={
-            "help": "Train from a Hugging Face dataset instead of --data_root: a folder written "
-            "by save_to_disk, or a folder of Parquet files named by split (train.parquet, "
-            "validation.parquet). Labels are class ids: 0 background, 1 nail, 255 ignored "
+            "help": "Train from a Hugging Face dataset instead of --data_root: a Hub id (read "
+            "from the HF cache when offline), a folder written by save_to_disk, or a folder of "
+            "Parquet files named by split (train.parquet, validation.parquet). Labels are class ids: 0 background, 1 nail, 255 ignored "
             "(--nail_values names other nail ids)."
         },
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "With a Hub --dataset_name: its configuration."}
+    )
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={"help": "With a Hub --dataset_name: a branch, tag or commit (online only)."},
     )
     image_column: str | None = field(
         default=None,
@@ -193,7 +200,13 @@ class DataArguments:
             if any(isinstance(v, tuple) for v in parse_nail_values(self.nail_values) or ()):
                 raise ValueError("with --dataset_name, --nail_values lists class ids, not colours")
         else:
-            for name in ("image_column", "label_column", "category_column"):
+            for name in (
+                "image_column",
+                "label_column",
+                "category_column",
+                "dataset_config_name",
+                "dataset_revision",
+            ):
                 if getattr(self, name) is not None:
                     raise ValueError(f"--{name} reads a --dataset_name dataset, not --data_root")
         if self.synthetic_samples < 0:

@@ -83,6 +83,8 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
             data_args.category_column,
             validation_fraction=data_args.validation_fraction,
             seed=data_args.split_seed,
+            config_name=data_args.dataset_config_name,
+            revision=data_args.dataset_revision,
         )
         return _limited(dataset_dict, data_args), None
     manifest = data_args.manifest

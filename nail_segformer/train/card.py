@@ -97,7 +97,8 @@ def render_model_card(
         id2label: label names of the head.
         metrics: per split (``validation``, ``test``), metric name to value.
         data_summary: ``pairs`` per split and ``categories`` (shown as a table); ``dataset``
-            True when training read a Hugging Face dataset rather than a folder.
+            True when training read a Hugging Face dataset rather than a folder, ``hub_dataset``
+            its Hub id when it came from the Hub (named in the card's ``datasets``).
         hyperparameters: name to value, shown as a list.
         threshold: the nail threshold chosen on validation (None: argmax), with its figures
             (``*_at_threshold`` keys) in ``metrics``.
@@ -105,11 +106,12 @@ def render_model_card(
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    hub_dataset = data_summary.get("hub_dataset")
     eval_results = [
         EvalResult(
             task_type="image-segmentation",
-            dataset_type="imagefolder",
-            dataset_name="nail segmentation",
+            dataset_type=hub_dataset or "imagefolder",
+            dataset_name=hub_dataset or "nail segmentation",
             dataset_split=split,
             metric_type=key,
             metric_name=title,
@@ -124,6 +126,7 @@ def render_model_card(
         pipeline_tag="image-segmentation",
         tags=["segformer", "semantic-segmentation", "nail-segmentation", "nail_segformer"],
         base_model=base_model,
+        datasets=[hub_dataset] if hub_dataset else None,
         model_name=model_id,
         eval_results=eval_results or None,
         **_license_fields(base_model),
@@ -137,7 +140,10 @@ def render_model_card(
     labels = ", ".join(f"`{i}`: {name}" for i, name in sorted(id2label.items()))
     split_rows = "\n".join(f"| {s} | {n} |" for s, n in data_summary.get("pairs", {}).items())
     categories = ", ".join(map(str, data_summary.get("categories", []))) or "none"
-    if data_summary.get("dataset"):
+    if hub_dataset:
+        source = f"""Photos and labels (class ids) from the Hugging Face dataset
+[{hub_dataset}](https://huggingface.co/datasets/{hub_dataset}) (categories: {categories})."""
+    elif data_summary.get("dataset"):
         source = f"""Photos and labels (class ids) from a Hugging Face dataset (categories: {categories})."""
     else:
         source = f"""Photos and masks from an `Images/<category>/` + `Masks/<category>/` folder

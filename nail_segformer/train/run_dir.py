@@ -367,6 +367,7 @@ class CardContext:
             hyperparameters["image_size"] = self.data_args.image_size
             hyperparameters["train_crop_size"] = self.data_args.train_crop_size
         train = self.dataset_dict["train"]
+        dataset = getattr(self.data_args, "dataset_name", None)
         write_model_card(
             output_dir,
             model_id=ta.hub_model_id or Path(ta.output_dir).name,
@@ -377,7 +378,11 @@ class CardContext:
             data_summary={
                 "pairs": {split: len(ds) for split, ds in self.dataset_dict.items()},
                 "categories": getattr(train.features.get("category"), "names", []),
-                "dataset": getattr(self.data_args, "dataset_name", None) is not None,
+                "dataset": dataset is not None,
+                # A Hub id, never a local folder's path (the card is published).
+                "hub_dataset": dataset
+                if dataset and not Path(dataset).expanduser().exists()
+                else None,
             },
             hyperparameters=hyperparameters,
             threshold=self.threshold,

@@ -20,6 +20,12 @@ or ``create_commit`` when ``HF_HUB_DISABLE_XET=1``) send these requests, all imp
   ``base_model`` is the id of a model on this Hub (a repo created here, or one of ``models``);
   answers ``{"errors": [], "warnings": []}``, or 400 with the errors.
 
+Downloads (``hf_hub_download``, and ``datasets.load_dataset`` of a dataset pushed here) read
+``/{datasets|spaces}/{repo_id}/resolve/{revision}/{path}`` (GET and HEAD): the file of the repo's
+latest tree, whatever the revision, with the ``ETag``, ``X-Repo-Commit`` and ``X-Linked-*``
+headers ``huggingface_hub`` caches it by; the tree listing and ``/api/{type}s/{repo_id}`` answer
+the rest of what ``load_dataset`` asks.
+
 Because every file is "regular", no LFS or Xet transfer is ever started, so plain HTTP covers
 the whole push. Any other request is logged as an error, kept in
 :attr:`HubStub.unknown_requests` and answered 404, so a test shows what a new client version
@@ -56,6 +62,20 @@ _LFS_BATCH_RE = re.compile(
     r"^/((?P<prefix>datasets|spaces)/)?(?P<repo_id>[^/]+/[^/]+)\.git/info/lfs/objects/batch$"
 )
 _LFS_UPLOAD_RE = re.compile(r"^/lfs-upload/(?P<oid>[0-9a-f]{64})$")
+# File downloads (hf_hub_download, datasets' load_dataset): /{datasets|spaces}/<id>/resolve/...
+_RESOLVE_RE = re.compile(
+    r"^/((?P<prefix>datasets|spaces)/)?(?P<repo_id>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$"
+)
+
+
+@dataclass
+class _File:
+    """A download's answer: the bytes, with the headers the Hub sends beside them."""
+
+    content: bytes
+    headers: dict[str, str]
+
+
 # Files whose preupload answer is "lfs", as the Hub's .gitattributes makes them: datasets
 # uploads its Parquet shards before the commit and deletes each temporary file right after.
 _LFS_SUFFIXES = (".parquet",)
@@ -237,7 +257,10 @@ class HubStub:
                 continue
             head, _, rest = name[len(prefix) :].partition("/")
             if rest:
-                entries.setdefault(prefix + head, {"type": "directory", "path": prefix + head})
+                oid = hashlib.sha1((prefix + head).encode()).hexdigest()
+                entries.setdefault(
+                    prefix + head, {"type": "directory", "path": prefix + head, "oid": oid}
+                )
             else:
                 oid = hashlib.sha1(content).hexdigest()
                 entries[name] = {"type": "file", "path": name, "size": len(content), "oid": oid}
@@ -276,6 +299,25 @@ class HubStub:
             "cardData": yaml.safe_load(match[1]) if match else None,
             "private": self.repos.get(repo_id, {}).get("visibility") == "private",
         }
+
+    def _resolve(self, repo_id: str, path: str) -> _File:
+        """A file of the repo's latest tree (every revision reads the latest: tests push once),
+        with the commit and the ETag ``hf_hub_download`` caches it by."""
+        self._require_repo(repo_id)
+        content = self.tree(repo_id).get(path)
+        if content is None:
+            raise _StubError(404, f"{path} does not exist in {repo_id}", "EntryNotFound")
+        etag = f'"{hashlib.sha256(content).hexdigest()}"'
+        commit = self.commits_to(repo_id)[-1].oid
+        return _File(
+            content,
+            {
+                "ETag": etag,
+                "X-Repo-Commit": commit,
+                "X-Linked-Etag": etag,
+                "X-Linked-Size": str(len(content)),
+            },  # fmt: skip
+        )
 
     def _require_repo(self, repo_id: str) -> None:
         with self._lock:
@@ -349,6 +391,8 @@ class HubStub:
             return self._preupload(match["repo_id"], json.loads(body))
         if method == "POST" and (match := _COMMIT_RE.match(path)):
             return self._commit(match["repo_id"], match["revision"], body)
+        if method in ("GET", "HEAD") and (match := _RESOLVE_RE.match(path)):
+            return self._resolve(match["repo_id"], match["path"])
         if method == "GET" and (match := _REPO_INFO_RE.match(path)):
             return self._repo_info(match["repo_id"])
         if method == "GET" and (match := _TREE_RE.match(path)):
@@ -483,9 +527,13 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError) as err:  # malformed JSON or a missing field
             logger.exception("HubStub: bad request %s %s", self.command, path)
             status, answer = 400, {"error": f"bad request: {err!r}"}
-        data = json.dumps(answer).encode()
+        if isinstance(answer, _File):
+            data, content_type = answer.content, "application/octet-stream"
+            headers.update(answer.headers)
+        else:
+            data, content_type = json.dumps(answer).encode(), "application/json"
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, value)
