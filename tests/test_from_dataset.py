@@ -167,7 +167,7 @@ def test_a_bad_row_is_reported_like_a_bad_file(tmp_path):
     [
         (["--data_root", "x"], "pass one of --data_root"),
         (["--image_column", "photo"], "has no column 'photo'"),
-        (["--nail_values", "#ff0000"], "lists class ids, not colours"),
+        (["--nail_values", "#ff0000"], "not colours"),
     ],
 )
 def test_wrong_dataset_arguments_are_named(saved, tmp_path, capsys, caplog, extra, expected):
@@ -259,3 +259,24 @@ def test_a_hub_id_is_read_from_the_cache_offline_and_fails_fast_when_not_cached(
     assert (
         "Traceback" not in done.stderr and not (tmp_path / "other" / "model.safetensors").exists()
     )
+
+
+def test_id2label_names_the_classes_and_nail_is_chosen_by_name(tmp_path, capsys, caplog):
+    from nail_segformer.train.cli import main as cli_main
+
+    folder = tmp_path / "parquet"
+    _write_parquet(folder, {"train": _example_set(12), "validation": _example_set(4, seed=1)})
+    (folder / "id2label.json").write_text('{"0": "background", "1": "skin", "2": "nail"}')
+    # No nail choice: refused before training, the classes listed by name.
+    assert cli_main(_dataset_argv(folder, tmp_path / "refused")) == 2
+    said = capsys.readouterr().err + caplog.text
+    assert "has the classes 0 background, 1 skin, 2 nail" in said
+    assert "e.g. --nail_values nail" in said
+    assert cli_main(_dataset_argv(folder, tmp_path / "typo", "--nail_values", "nails")) == 2
+    assert "--nail_values nails: dataset" in capsys.readouterr().err + caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nail_segformer"):
+        assert cli_main(_dataset_argv(folder, tmp_path / "run", "--nail_values", "Nail")) == 0
+    assert "--nail_values Nail: class id(s) 2 (id2label.json)" in caplog.text
+    run_args = json.loads((tmp_path / "run" / "run_args.json").read_text())
+    assert run_args["data"]["nail_values"] == "2"

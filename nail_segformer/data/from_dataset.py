@@ -11,13 +11,14 @@ images stay the bytes the dataset carries and are decoded by the package's own r
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 from nail_segformer.data.discovery import DataError
 
-__all__ = ["IMAGE_COLUMNS", "LABEL_COLUMNS", "load_dataset_splits"]
+__all__ = ["IMAGE_COLUMNS", "LABEL_COLUMNS", "load_dataset_splits", "read_id2label", "nail_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ _SPLIT_NAMES = {
     "test": "test",
 }
 _DEFAULT_CATEGORY_COLUMN = "category"
+_ID2LABEL_FILE = "id2label.json"
 
 
 def load_dataset_splits(
@@ -153,6 +155,94 @@ def _read(path: Path) -> dict:
     return {"train": loaded} if isinstance(loaded, Dataset) else dict(loaded)
 
 
+def read_id2label(name: str | os.PathLike, revision: str | None = None) -> dict[int, str] | None:
+    """The classes a dataset names in its ``id2label.json`` (beside the data, in the folder or
+    the Hub repo, as :mod:`~nail_segformer.data.hub_dataset` writes it); None without one.
+
+    Raises:
+        DataError: the file is not a JSON object of class ids to names.
+    """
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        path = folder / _ID2LABEL_FILE
+        path = path if path.is_file() else None
+    elif _is_hub_id(str(name)):
+        path = _hub_file(str(name), _ID2LABEL_FILE, revision)
+    else:
+        path = None
+    if path is None:
+        return None
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {int(k): str(v) for k, v in raw.items()}
+    except (OSError, ValueError, AttributeError) as err:
+        raise DataError(
+            f"{_ID2LABEL_FILE} of dataset {name} is not a JSON object of class ids to names "
+            f'(such as {{"0": "background", "1": "nail"}}): {err}'
+        ) from err
+
+
+def nail_ids(name, nail_values: str | None, id2label: dict[int, str] | None) -> str | None:
+    """``--nail_values`` for a dataset as class ids (text, as the flag takes it): names looked
+    up in ``id2label``, ids kept.
+
+    Without ``nail_values``, a set whose ``id2label`` names other classes than background and
+    nail (at 0 and 1) is refused, since training would not know which is nail.
+
+    Raises:
+        DataError: a name that is not a class, or no nail choice for a set of other classes;
+            the message lists the classes.
+    """
+    listed = ", ".join(f"{i} {label}" for i, label in sorted((id2label or {}).items()))
+    if nail_values is None:
+        if id2label and (set(id2label) - {0, 1, 255} or "nail" not in id2label.get(1, "").lower()):
+            example = next((v for v in id2label.values() if "nail" in v.lower()), None)
+            raise DataError(
+                f"dataset {name} has the classes {listed} (id2label.json): say which is nail "
+                f"with --nail_values, by name or id"
+                + (f", e.g. --nail_values {example}" if example else "")
+            )
+        return None
+    by_name = {label.lower(): i for i, label in (id2label or {}).items()}
+    ids = []
+    for entry in (e.strip() for e in nail_values.split(",")):
+        if entry.isdigit():
+            ids.append(entry)
+        elif entry.lower() in by_name:
+            ids.append(str(by_name[entry.lower()]))
+        else:
+            known = f"its classes: {listed}" if id2label else "it has no id2label.json to name them"
+            raise DataError(
+                f"--nail_values {entry}: dataset {name} has no class of that name; {known}"
+            )
+    return ",".join(ids)
+
+
+def _hub_file(name: str, filename: str, revision: str | None) -> str | None:
+    """A file of a Hub dataset repo: downloaded when the Hub answers, else from the HF cache."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from nail_segformer.hub import hub_reachable
+
+    if not _offline() and hub_reachable():
+        try:
+            return hf_hub_download(name, filename, repo_type="dataset", revision=revision)
+        except EntryNotFoundError:
+            return None
+    cached = try_to_load_from_cache(name, filename, repo_type="dataset", revision=revision)
+    return cached if isinstance(cached, str) else None
+
+
+def _offline() -> bool:
+    """HF_HUB_OFFLINE, or HF_DATASETS_OFFLINE, which datasets also obeys."""
+    import datasets.config
+
+    from nail_segformer.hub import hub_is_offline
+
+    return hub_is_offline() or bool(datasets.config.HF_HUB_OFFLINE)
+
+
 def _is_hub_id(name: str) -> bool:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -169,9 +259,9 @@ def _read_hub(name: str, config_name: str | None, revision: str | None) -> dict:
     import datasets.config
     from datasets import load_dataset
 
-    from nail_segformer.hub import hub_is_offline, hub_reachable
+    from nail_segformer.hub import hub_reachable
 
-    offline = hub_is_offline() or datasets.config.HF_HUB_OFFLINE  # HF_DATASETS_OFFLINE too
+    offline = _offline()
     reachable = not offline and hub_reachable()
     try:
         if reachable:

@@ -197,8 +197,11 @@ class DataArguments:
                     raise ValueError(f"--{name} reads a --data_root folder, not --dataset_name")
             if self.synthetic_samples:
                 raise ValueError("--synthetic_samples writes a --data_root folder")
-            if any(isinstance(v, tuple) for v in parse_nail_values(self.nail_values) or ()):
-                raise ValueError("with --dataset_name, --nail_values lists class ids, not colours")
+            for entry in (self.nail_values or "").split(","):
+                if entry.strip().startswith("#"):
+                    raise ValueError(
+                        "with --dataset_name, --nail_values lists class ids or names, not colours"
+                    )
         else:
             for name in (
                 "image_column",
@@ -229,7 +232,8 @@ class DataArguments:
                 raise ValueError(f"--{name} must be >= 1, got {value}")
         if self.manifest is not None and not Path(self.manifest).is_file():
             raise ValueError(f"--manifest {self.manifest} does not exist")
-        parse_nail_values(self.nail_values)  # raises ValueError naming --nail_values
+        if self.dataset_name is None:  # a dataset's class names are looked up as it is read
+            parse_nail_values(self.nail_values)  # raises ValueError naming --nail_values
 
 
 @dataclass

@@ -74,7 +74,7 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
         ``(dataset_dict, pairs)``; ``pairs`` is None for a ``--dataset_name`` set.
     """
     if data_args.dataset_name is not None:
-        from nail_segformer.data.from_dataset import load_dataset_splits
+        from nail_segformer.data.from_dataset import load_dataset_splits, nail_ids, read_id2label
 
         dataset_dict = load_dataset_splits(
             data_args.dataset_name,
@@ -86,6 +86,13 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
             config_name=data_args.dataset_config_name,
             revision=data_args.dataset_revision,
         )
+        id2label = read_id2label(data_args.dataset_name, data_args.dataset_revision)
+        ids = nail_ids(data_args.dataset_name, data_args.nail_values, id2label)
+        if ids != data_args.nail_values:
+            logger.info(
+                "--nail_values %s: class id(s) %s (id2label.json)", data_args.nail_values, ids
+            )
+            data_args.nail_values = ids  # what every reader of the flag parses from here on
         return _limited(dataset_dict, data_args), None
     manifest = data_args.manifest
     saved_manifest = Path(output_dir) / MANIFEST_NAME
