@@ -280,3 +280,23 @@ def test_id2label_names_the_classes_and_nail_is_chosen_by_name(tmp_path, capsys,
     assert "--nail_values Nail: class id(s) 2 (id2label.json)" in caplog.text
     run_args = json.loads((tmp_path / "run" / "run_args.json").read_text())
     assert run_args["data"]["nail_values"] == "2"
+
+
+def test_the_checker_reads_every_row_of_a_dataset_and_names_bad_ones(saved, tmp_path, capsys):
+    from nail_segformer.data.cli import main as data_main
+
+    assert data_main(["--dataset_name", str(saved)]) == 0
+    assert "train 12, validation 2, test 2 rows; 0 problem(s)" in capsys.readouterr().out
+    rows = _example_set(6)
+    rows["label"][4] = {"bytes": rows["label"][4]["bytes"][:70], "path": None}
+    folder = tmp_path / "parquet"
+    _write_parquet(folder, {"train": rows, "validation": _example_set(2, seed=1)})
+    (folder / "id2label.json").write_text('{"0": "background", "1": "skin", "2": "nail"}')
+    assert data_main(["--dataset_name", str(folder)]) == 2  # which class is nail?
+    assert "e.g. --nail_values nail" in capsys.readouterr().err
+    assert data_main(["--dataset_name", str(folder), "--nail_values", "nail", "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert [(p["kind"], p["path"]) for p in summary["problems"]] == [
+        ("undecodable file", "train row 4")
+    ]
+    assert summary["classes"] == {"0": "background", "1": "skin", "2": "nail"}

@@ -273,13 +273,14 @@ def build_resized_cache(
 
 def check_pairs(
     dataset,
-    size: int,
+    size: int | None,
     nail_values: tuple | None = None,
     num_proc: int | None = None,
     class_ids: bool = False,
 ):
     """Decode every pair of a split once, as the resize cache would, and keep nothing but why a
-    pair cannot be read: what training without the cache checks before its first step.
+    pair cannot be read: what training without the cache checks before its first step
+    (``size`` None: at full size, as evaluation reads them).
 
     Returns:
         ``(readable, problems)`` as :func:`build_resized_cache` returns them, without the

@@ -1,5 +1,5 @@
 """``python -m nail_segformer.data DATA_ROOT``: the data checker, and the folder written out as
-a Hugging Face dataset (``--save_to_disk DIR``)."""
+a Hugging Face dataset (``--save_to_disk DIR``); ``--dataset_name NAME`` checks a dataset."""
 
 from __future__ import annotations
 
@@ -20,15 +20,25 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m nail_segformer.data DATA_ROOT``: check a folder and print a summary.
 
     With ``--save_to_disk DIR``, a clean folder is then written there as a ``DatasetDict``
-    (:mod:`nail_segformer.data.hub_dataset`). Exits 0 when the folder is clean (and written),
-    1 when there are problems (nothing is written), 2 when it cannot be read or written.
+    (:mod:`nail_segformer.data.hub_dataset`). With ``--dataset_name NAME`` instead of a folder,
+    every row of a Hugging Face dataset is read as training would read it. Exits 0 when the
+    data is clean (and written), 1 when there are problems (nothing is written), 2 when it
+    cannot be read or written.
     """
     parser = argparse.ArgumentParser(
         prog="python -m nail_segformer.data",
         usage="python -m nail_segformer.data DATA_ROOT [--flag value ...]",
         description=main.__doc__,
     )
-    parser.add_argument("data_root", help="folder with Images/ + Masks/ (or train/ valid/ test/)")
+    parser.add_argument(
+        "data_root", nargs="?", help="folder with Images/ + Masks/ (or train/ valid/ test/)"
+    )
+    parser.add_argument(
+        "--dataset_name",
+        default=None,
+        help="check a Hugging Face dataset instead (Hub id, save_to_disk or Parquet folder), "
+        "as training reads it",
+    )
     parser.add_argument("--validation_fraction", type=float, default=0.1)
     parser.add_argument("--test_fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
@@ -66,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub_dataset_id", default=None, help="e.g. you/nail-photos")
     parser.add_argument("--public", action="store_true", help="with --push_to_hub: a public set")
     args = parser.parse_args(argv)
+    if (args.data_root is None) == (args.dataset_name is None):
+        parser.error("pass a DATA_ROOT folder or --dataset_name, one of them")
+    if args.dataset_name is not None:
+        if args.save_to_disk or args.mask_suffix or args.headers_only:
+            parser.error("--save_to_disk, --mask_suffix and --headers_only read a DATA_ROOT folder")
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return _check_dataset(args)
     if args.push_to_hub and not (args.save_to_disk and args.hub_dataset_id):
         parser.error("--push_to_hub pushes the set --save_to_disk DIR writes: pass both, and "
                      "--hub_dataset_id")  # fmt: skip
@@ -94,6 +111,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_to_disk:
         return _save(pairs, args, nail_values)
     return 0
+
+
+def _check_dataset(args) -> int:
+    """Read every row of every split of ``--dataset_name`` as training would, and list the rows
+    that cannot be read (named by split and row)."""
+    from nail_segformer.data.cache import check_pairs
+    from nail_segformer.data.from_dataset import load_dataset_splits, nail_ids, read_id2label
+
+    logging.getLogger("nail_segformer.data.from_dataset").setLevel(logging.INFO)
+    try:
+        splits = load_dataset_splits(
+            args.dataset_name, validation_fraction=args.validation_fraction, seed=args.seed
+        )
+        id2label = read_id2label(args.dataset_name)
+        nail_values = parse_nail_values(nail_ids(args.dataset_name, args.nail_values, id2label))
+    except (DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    problems = []
+    for dataset in splits.values():
+        # The whole photo, as evaluation reads it: a file cut short fails here too.
+        problems += check_pairs(dataset, None, nail_values, class_ids=True)[1]
+    summary = {
+        "dataset": str(args.dataset_name),
+        "rows": {split: len(dataset) for split, dataset in splits.items()},
+        "classes": {str(i): label for i, label in sorted((id2label or {}).items())} or None,
+        "problems": problems,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        rows = ", ".join(f"{split} {n}" for split, n in summary["rows"].items())
+        print(f"dataset {args.dataset_name}: {rows} rows; {len(problems)} problem(s)")
+        for p in problems:
+            print(f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})")
+    return 1 if problems else 0
 
 
 def _save(pairs, args, nail_values) -> int:
