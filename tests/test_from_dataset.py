@@ -151,15 +151,21 @@ def test_a_bad_row_is_reported_like_a_bad_file(tmp_path):
 
     rows = _example_set(12)
     rows["pixel_values"][3] = {"bytes": rows["pixel_values"][3]["bytes"][:60], "path": None}
+    rows["file_name"] = [f"IMG_{i:04d}.png" for i in range(12)]
     folder = tmp_path / "parquet"
     _write_parquet(folder, {"train": rows, "validation": _example_set(4, seed=1)})
     with pytest.raises(data.DataError, match="training pair\\(s\\).*cannot be read") as stopped:
         main(_dataset_argv(folder, tmp_path / "run", "--nail_values", "2"))
     assert "train row 3" in str(stopped.value)
     output_dir = tmp_path / "skip"
-    main(_dataset_argv(folder, output_dir, "--nail_values", "2", "--on_bad_pair", "skip"))
+    argv = _dataset_argv(folder, output_dir, "--nail_values", "2", "--on_bad_pair", "skip")
+    main([*argv, "--id_column", "file_name"])
     report = json.loads((output_dir / "bad_pairs.json").read_text())
-    assert [(e["kind"], e["path"]) for e in report] == [("undecodable file", "train row 3")]
+    shown = "train row 3 (IMG_0003.png)"
+    assert [(e["kind"], e["path"]) for e in report] == [("undecodable file", shown)]
+    manifest = (output_dir / "split_manifest.csv").read_text().splitlines()
+    assert manifest[0] == "row,split" and f"{shown},train" in manifest
+    assert len(manifest) == 1 + 12 + 4
 
 
 @pytest.mark.parametrize(
@@ -190,7 +196,7 @@ def test_labels_reach_training_and_evaluation_as_class_ids(tmp_path):
     validation = {column: values[8:] for column, values in rows.items()}
     _write_parquet(folder, {"train": {c: v[:8] for c, v in rows.items()}, "validation": validation})
     data_args, model_args, training_args, _ = resolve_args(_dataset_argv(folder, tmp_path / "run"))
-    dataset_dict, _ = load_data(data_args, training_args.output_dir, resuming=False)
+    dataset_dict, _ = load_data(data_args, training_args.output_dir, resuming=False, write=False)
     model, processor = build_model_and_processor(model_args, data_args, seed=0)
     trainer, datasets = build_trainer(
         model, processor, dataset_dict, data_args, model_args, training_args

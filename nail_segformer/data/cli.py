@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation_fraction", type=float, default=0.1)
     parser.add_argument("--test_fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--id_column",
+        default=None,
+        help="with --dataset_name: a column added to each row's name (train row 12 (IMG_1))",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
         "--headers_only",
@@ -122,7 +127,10 @@ def _check_dataset(args) -> int:
     logging.getLogger("nail_segformer.data.from_dataset").setLevel(logging.INFO)
     try:
         splits = load_dataset_splits(
-            args.dataset_name, validation_fraction=args.validation_fraction, seed=args.seed
+            args.dataset_name,
+            validation_fraction=args.validation_fraction,
+            seed=args.seed,
+            id_column=args.id_column,
         )
         id2label = read_id2label(args.dataset_name)
         nail_values = parse_nail_values(nail_ids(args.dataset_name, args.nail_values, id2label))

@@ -48,6 +48,7 @@ def load_dataset_splits(
     seed: int = 42,
     config_name: str | None = None,
     revision: str | None = None,
+    id_column: str | None = None,
 ):
     """Load a dataset's splits as a ``DatasetDict`` shaped like the folder loader's.
 
@@ -59,6 +60,7 @@ def load_dataset_splits(
             reach).
         config_name, revision: of a Hub dataset (``--dataset_config_name``,
             ``--dataset_revision``).
+        id_column: a column whose value is added to each row's name (a file name, an id).
         image_column, label_column: default to the first of :data:`IMAGE_COLUMNS` /
             :data:`LABEL_COLUMNS` the set has.
         category_column: stratifies a carved validation split and names categories in the card;
@@ -70,7 +72,8 @@ def load_dataset_splits(
     Returns:
         ``DatasetDict`` with ``train``, ``validation`` and maybe ``test``; columns ``image``
         and ``label`` (``datasets.Image``), ``category`` (``ClassLabel``) and ``row`` (``"train
-        row 12"``: what messages name a row by, since it has no file).
+        row 12"``, or ``"train row 12 (IMG_0042)"`` with ``id_column``: what messages name a row
+        by, since it has no file).
 
     Raises:
         DataError: the folder holds no dataset, a Hub dataset is neither reachable nor cached,
@@ -101,13 +104,13 @@ def load_dataset_splits(
     label_column = _column(name, first, label_column, LABEL_COLUMNS, "--label_column")
     if category_column is None and _DEFAULT_CATEGORY_COLUMN in first.column_names:
         category_column = _DEFAULT_CATEGORY_COLUMN
-    if category_column is not None and category_column not in first.column_names:
-        raise DataError(
-            f"dataset {name} has no column {category_column!r} (--category_column); its columns: "
-            f"{', '.join(first.column_names)}"
-        )
+    for column, flag in ((category_column, "--category_column"), (id_column, "--id_column")):
+        if column is not None:
+            _column(name, first, column, (), flag)
     out = {
-        split: _normalise(name, split, dataset, image_column, label_column, category_column)
+        split: _normalise(
+            name, split, dataset, image_column, label_column, category_column, id_column
+        )
         for split, dataset in renamed.items()
     }
     notes = []
@@ -309,7 +312,7 @@ def _column(name, dataset, chosen: str | None, candidates: tuple[str, ...], flag
     return chosen
 
 
-def _normalise(name, split: str, dataset, image_column, label_column, category_column):
+def _normalise(name, split: str, dataset, image_column, label_column, category_column, id_column):
     """One split with the folder loader's columns (see :func:`load_dataset_splits`)."""
     from datasets import ClassLabel
     from datasets import Image as ImageFeature
@@ -329,6 +332,9 @@ def _normalise(name, split: str, dataset, image_column, label_column, category_c
     keep = {image_column: "image", label_column: "label"}
     if category_column is not None:
         keep[category_column] = "category"
+    names = [f"{split} row {index}" for index in range(len(dataset))]
+    if id_column is not None:
+        names = [f"{row} ({value})" for row, value in zip(names, dataset[id_column], strict=True)]
     dataset = dataset.select_columns(list(keep)).rename_columns(
         {old: new for old, new in keep.items() if old != new}
     )
@@ -336,7 +342,7 @@ def _normalise(name, split: str, dataset, image_column, label_column, category_c
         dataset.features["category"], ClassLabel
     ):
         dataset = dataset.class_encode_column("category")
-    return dataset.add_column("row", [f"{split} row {index}" for index in range(len(dataset))])
+    return dataset.add_column("row", names)
 
 
 def _carve(train, fraction: float, seed: int):

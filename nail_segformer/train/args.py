@@ -73,6 +73,13 @@ class DataArguments:
             "segmentation_mask)."
         },
     )
+    id_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --dataset_name: a column (a file name, an id) that messages, "
+            "bad_pairs.json and split_manifest.csv add to a row's name (train row 12)."
+        },
+    )
     category_column: str | None = field(
         default=None,
         metadata={
@@ -207,6 +214,7 @@ class DataArguments:
                 "image_column",
                 "label_column",
                 "category_column",
+                "id_column",
                 "dataset_config_name",
                 "dataset_revision",
             ):

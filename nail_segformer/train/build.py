@@ -85,7 +85,10 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
             seed=data_args.split_seed,
             config_name=data_args.dataset_config_name,
             revision=data_args.dataset_revision,
+            id_column=data_args.id_column,
         )
+        if write:  # which row went to which split (a carved validation split is drawn here)
+            _write_row_manifest(dataset_dict, Path(output_dir) / MANIFEST_NAME)
         id2label = read_id2label(data_args.dataset_name, data_args.dataset_revision)
         ids = nail_ids(data_args.dataset_name, data_args.nail_values, id2label)
         if ids != data_args.nail_values:
@@ -116,6 +119,17 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
         if Path(manifest or "") != saved_manifest:
             write_manifest(pairs, saved_manifest, data_args.data_root)
     return _limited(dataset_dict, data_args), pairs
+
+
+def _write_row_manifest(dataset_dict, path: Path) -> None:
+    """``split_manifest.csv`` of a dataset run: each row's name and the split it trained in."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["row", "split"])
+        for split, dataset in dataset_dict.items():
+            writer.writerows([row, split] for row in dataset["row"])
 
 
 def _limited(dataset_dict, data_args: DataArguments):
