@@ -12,7 +12,8 @@ package's own transforms, as a data-loader worker runs them:
 - ``training, from the cache``: the default, reading the Arrow file ``build_resized_cache``
   writes once (its one-off cost per photo is reported too);
 - ``training, --resize_cache false``: decoding each file every epoch (JPEG at reduced scale);
-- ``evaluation``: the full photo through the processor's resize.
+- ``evaluation``: the full photo through the processor's resize; ``evaluation, from its cache``: what
+  ``build_eval_cache`` stored of it (the same batches, bit for bit).
 
 Times are CPU milliseconds of the measuring thread (one core, whatever else loads a shared
 machine), the fastest round of each photo, averaged over photos; and whether 8 workers feed a
@@ -99,7 +100,7 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
 
     from nail_segformer.data import Pair, build_dataset_dict, find_pairs
     from nail_segformer.data import transforms as t
-    from nail_segformer.data.cache import build_resized_cache
+    from nail_segformer.data.cache import build_eval_cache, build_resized_cache
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -113,6 +114,10 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
     if problems:
         raise RuntimeError(f"the cache left out {problems}")
     cache_mib = sum(p.stat().st_size for p in (root / "cache").glob("*.arrow")) / 2**20
+    start = time.thread_time()
+    eval_cached, _ = build_eval_cache(files, processor, cache_dir=root / "eval-cache")
+    eval_build_ms = (time.thread_time() - start) * 1000 / len(files)
+    eval_mib = sum(p.stat().st_size for p in (root / "eval-cache").glob("*.arrow")) / 2**20
 
     def training(dataset, augment):
         return t.attach_transforms({"train": dataset}, processor, augment, False,
@@ -121,7 +126,8 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
     augment = t.build_train_transforms(image_size, image_size, seed=SEED)
     splits = {"training, from the cache": training(cached, augment),
               "training, --resize_cache false": training(files, augment),
-              "evaluation": t.attach_transforms({"validation": files}, processor, None)["validation"]}  # fmt: skip
+              "evaluation": t.attach_transforms({"validation": files}, processor, None)["validation"],
+              "evaluation, from its cache": t.attach_transforms({"validation": eval_cached}, processor, None)["validation"]}  # fmt: skip
     best = {name: [float("inf")] * len(files) for name in splits}
     for _ in range(rounds):
         for index in range(len(files)):  # interleaved, so a busy moment hits every variant
@@ -132,7 +138,8 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
                 best[name][index] = min(best[name][index], (time.thread_time() - start) * 1000)
     return {"photos": len(files), "working_size": size,
             "ms_per_sample": {name: float(np.mean(times)) for name, times in best.items()},
-            "cache": {"build_ms_per_photo": build_ms, "mib_per_photo": cache_mib / len(files)}}  # fmt: skip
+            "cache": {"build_ms_per_photo": build_ms, "mib_per_photo": cache_mib / len(files)},
+            "eval_cache": {"build_ms_per_photo": eval_build_ms, "mib_per_photo": eval_mib / len(files)}}  # fmt: skip
 
 
 def measure_large(work: Path, scale: int) -> dict:
@@ -181,6 +188,9 @@ def report(result: dict) -> str:
         f"the cache makes a training sample {files / cached:.1f}x cheaper than decoding the "
         f"files every epoch; it costs {cache['build_ms_per_photo']:.0f} ms of one core per "
         f"photo, once, and {cache['mib_per_photo']:.2f} MiB per photo on disk",
+        f"the evaluation cache makes an evaluation sample {ms['evaluation'] / ms['evaluation, from its cache']:.0f}x "
+        f"cheaper (bit for bit the same batches); it costs {result['eval_cache']['build_ms_per_photo']:.0f} ms "
+        f"per photo, once, and {result['eval_cache']['mib_per_photo']:.2f} MiB per photo on disk",
         f"{WORKERS} workers from the cache feed {feed:.0f} samples/s: "
         f"{'enough' if feed >= H100_B4_ESTIMATE else 'NOT enough'} for MiT-b4 on one H100 "
         f"(estimated {H100_B4_ESTIMATE} samples/s); its ceiling ({H100_B4_CEILING} at 100% of "

@@ -137,3 +137,22 @@ def test_a_stop_from_a_worker_names_the_file_without_the_traceback(tmp_path):
     # An evaluation photo is never skipped: the option is not offered for it.
     validation = str(bad_pair_stop(err, str(tmp_path), step=7, training_files=["/d/p9.jpg"]))
     assert "--on_bad_pair" not in validation
+
+
+def test_an_unreadable_validation_photo_stops_before_training_even_with_skip(
+    synthetic_root, tmp_path
+):
+    from nail_segformer.train import main
+
+    root = tmp_path / "nails"
+    shutil.copytree(synthetic_root, root)
+    dataset_dict, _, _ = data.load_splits(root)
+    photo = undecoded(dataset_dict["validation"])[0]["image"]["path"]
+    _truncate(photo, open(photo, "rb").read())
+    output_dir = tmp_path / "run"
+    with pytest.raises(DataError, match="1 validation pair\\(s\\).*cannot be read") as stopped:
+        main(tiny_run_argv(root, output_dir, "--on_bad_pair", "skip"))
+    message = str(stopped.value)
+    assert photo[len(str(root.resolve())) + 1 :] in message
+    assert "Evaluation pairs are never left out" in message and "--on_bad_pair" not in message
+    assert not list(output_dir.glob("checkpoint-*"))

@@ -163,19 +163,22 @@ def test_phone_photo_benchmark_smoke_run(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    rows = _table_rows(done.stdout)[1:4]  # the first table, below its header
+    rows = _table_rows(done.stdout)[1:5]  # the first table, below its header
     assert [row[0] for row in rows] == [
         "training, from the cache",
         "training, --resize_cache false",
         "evaluation",
+        "evaluation, from its cache",
     ]
     assert all(float(cell) > 0 for row in rows for cell in row[1:]), rows
     assert "x cheaper than decoding the files every epoch" in done.stdout
+    assert "x cheaper (bit for bit the same batches)" in done.stdout
     result = json.loads(out.read_text())
     assert result["photos"] == 2 and result["cache"]["mib_per_photo"] > 0
+    assert result["eval_cache"]["mib_per_photo"] > 0
     # The large photo (1/8 of 200 MP a side here): each step ran and reported its peak.
     steps = result["large"]["steps"]
     assert len(steps) == 3 and all(s["peak_mib"] > 0 and s["seconds"] > 0 for s in steps.values())
-    large_rows = _table_rows(done.stdout)[5:]  # the second table, below its header
+    large_rows = _table_rows(done.stdout)[6:]  # the second table, below its header
     assert [row[0].split(" (")[0] for row in large_rows] == ["check", "resize cache", "predict"]
     assert all(v > 0 for row in large_rows for v in _numbers(row[1:])), large_rows

@@ -205,15 +205,16 @@ def test_a_run_after_the_cache_was_cut_trains_on_every_pair(synthetic_root, tmp_
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
         return done.stderr
 
-    run("first")
-    [cache_file] = folder.glob("*.arrow")
+    log = run("first").splitlines()
+    [built] = [line for line in log if "built resize cache" in line and "training photos" in line]
+    [cache_file] = [p for p in folder.glob("*.arrow") if str(p) in built]
     _cut_at_a_batch_boundary(cache_file)
     log = run("second")
     assert "rebuilding the resize cache" in log
     trained = [
-        line for line in log.splitlines() if "resize cache" in line and "pairs at most" in line
+        line for line in log.splitlines() if "resize cache" in line and "training photos" in line
     ]
-    assert trained and "(12 pairs at most" in trained[-1], trained
+    assert trained and "(12 pairs, training photos at most" in trained[-1], trained
 
 
 def test_an_unreadable_mask_is_named_not_its_photo(tmp_path):
@@ -226,3 +227,37 @@ def test_an_unreadable_mask_is_named_not_its_photo(tmp_path):
     (problem,) = problems
     assert len(cached) == 3 and problem["path"] == str(mask.resolve())
     assert problem["kind"] == "undecodable file" and problem["message"].startswith("this mask")
+
+
+def test_evaluation_from_its_cache_is_bit_for_bit_evaluation_from_the_photos(tmp_path):
+    from nail_segformer.data.transforms import attach_transforms, load_image_processor
+
+    root = _root(tmp_path, n=6)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo stored on its side
+    photo = Image.open(root / "Images" / "p1.jpg")
+    photo.save(root / "Images" / "p1.jpg", exif=exif)
+    mask = Image.open(root / "Masks" / "p1.png").transpose(Image.Transpose.ROTATE_270)
+    mask.save(root / "Masks" / "p1.png")
+    pairs = [
+        data.Pair(p.image, p.mask, p.category, "validation") for p in data.find_pairs(root).pairs
+    ]
+    split = data.build_dataset_dict(pairs)["validation"]
+    processor = load_image_processor(None, size=64)
+    cached, problems = cache.build_eval_cache(split, processor, cache_dir=tmp_path / "cache")
+    assert problems == []
+    from_photos = attach_transforms({"validation": split}, processor, None)["validation"]
+    from_cache = attach_transforms({"validation": cached}, processor, None)["validation"]
+    for index in range(len(split)):
+        a, b = from_photos[index], from_cache[index]
+        assert a["pixel_values"].dtype == b["pixel_values"].dtype == np.float32
+        assert np.array_equal(a["pixel_values"], b["pixel_values"]), index
+        assert a["labels"].dtype == b["labels"].dtype and np.array_equal(a["labels"], b["labels"])
+    batch = from_cache[:4]  # and as a batch, as the evaluation loader reads it
+    assert np.array_equal(
+        np.stack(batch["pixel_values"]), np.stack(from_photos[:4]["pixel_values"])
+    )
+    # Another processor (size, mean, backend) is another cache.
+    other = load_image_processor(None, size=96)
+    cache.build_eval_cache(split, other, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("resized-*.arrow"))) == 2

@@ -221,10 +221,11 @@ def test_rank_zero_writes_the_manifest_once_and_the_card(launched_run):
     assert len(re.findall(r"^metric +validation", launched_run.stdout, re.MULTILINE)) == 1
 
 
-def test_the_resize_cache_is_built_once_and_read_by_every_rank(launched_run):
+def test_the_resize_caches_are_built_once_and_read_by_every_rank(launched_run):
     built = re.findall(r"built resize cache (\S+)", launched_run.stderr)
     reused = re.findall(r"reusing resize cache (\S+)", launched_run.stderr)
-    assert len(built) == 1 and reused == built  # rank 0 builds it while rank 1 waits, then reads
+    # Training, validation and test: rank 0 builds each while rank 1 waits, then reads them.
+    assert len(set(built)) == len(built) == 3 and reused == built
 
 
 def test_only_rank_zero_pushes(launched_run):

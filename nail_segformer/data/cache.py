@@ -33,6 +33,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from nail_segformer.data.dataset import image_source, undecoded
 from nail_segformer.data.files import (
     DiskFullError,
@@ -44,14 +46,16 @@ from nail_segformer.data.files import (
     portable_path,
     read_problem,
 )
-from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair
+from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair, processor_size
 
 __all__ = [
     "CACHE_FORMAT",
     "default_cache_dir",
     "cache_fingerprint",
     "build_resized_cache",
+    "build_eval_cache",
     "check_pairs",
+    "report_other_caches",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,13 +83,21 @@ def _file_stamp(path: str) -> tuple[str, int, int]:
 
 
 def cache_fingerprint(
-    image_paths, mask_paths, size: int, nail_values: tuple | None, dataset_fingerprint=None
+    image_paths,
+    mask_paths,
+    size: int,
+    nail_values: tuple | None,
+    dataset_fingerprint=None,
+    settings: dict | None = None,
 ) -> str:
-    """Hex fingerprint of a cache's content: format, size, ``nail_values`` and every file's
-    stamp, or, for a split that carries its images as bytes, ``datasets``' own fingerprint of it
-    (``dataset_fingerprint``; the paths are then ignored)."""
+    """Hex fingerprint of a cache's content: format, size, ``nail_values``, other ``settings``
+    (the evaluation cache's processor) and every file's stamp, or, for a split that carries its
+    images as bytes, ``datasets``' own fingerprint of it (``dataset_fingerprint``; the paths are
+    then ignored)."""
     digest = hashlib.sha256()
     header = {"format": CACHE_FORMAT, "size": size, "nail_values": nail_values}
+    if settings is not None:
+        header["settings"] = settings
     if dataset_fingerprint is not None:
         header["dataset"] = dataset_fingerprint
     digest.update(json.dumps(header, sort_keys=True).encode())
@@ -115,23 +127,53 @@ def _resize_example(
             sources["image"], sources["label"], size, nail_values, True, class_ids
         )
     except ImageReadError as err:
-        # The photo is read first: an error that names the mask is the mask's (its values, its
-        # decoding, or a size that differs from the photo's).
-        text = str(err)
-        what = (
-            "mask"
-            if isinstance(err, MaskValuesError) or text.startswith(("mask ", "cannot decode mask"))
-            else "photo"
+        return _failed(err, sources)
+    return _stored(image, labels, convention)
+
+
+def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids: bool) -> dict:
+    """``Dataset.map`` function: one pair as evaluation feeds it to the model, before the
+    processor's rescale and normalisation (per 8-bit level, so applied when read)."""
+    sources = {c: image_source(example[c], example.get("row")) for c in ("image", "label")}
+    try:
+        image, labels, convention = load_working_pair(
+            sources["image"], sources["label"], None, nail_values, True, class_ids
         )
-        path = portable_path(sources["label" if what == "mask" else "image"])
-        kind, message, fix = read_problem(err, what, path)
-        return dict(
-            zip(CACHED_COLUMNS, (b"", b"", 0, 0, message), strict=True),
-            error_kind=kind,
-            error_file=path,
-            error_fix=fix,
-            convention="",
-        )
+    except ImageReadError as err:
+        return _failed(err, sources)
+    out = processor(
+        images=[image],
+        segmentation_maps=[labels],
+        do_reduce_labels=False,
+        do_rescale=False,
+        do_normalize=False,
+        return_tensors="np",
+    )
+    pixels = np.ascontiguousarray(out["pixel_values"][0].transpose(1, 2, 0))
+    return _stored(pixels.astype(np.uint8), out["labels"][0].astype(np.uint8), convention)
+
+
+def _failed(err: ImageReadError, sources: dict) -> dict:
+    # The photo is read first: an error that names the mask is the mask's (its values, its
+    # decoding, or a size that differs from the photo's).
+    text = str(err)
+    what = (
+        "mask"
+        if isinstance(err, MaskValuesError) or text.startswith(("mask ", "cannot decode mask"))
+        else "photo"
+    )
+    path = portable_path(sources["label" if what == "mask" else "image"])
+    kind, message, fix = read_problem(err, what, path)
+    return dict(
+        zip(CACHED_COLUMNS, (b"", b"", 0, 0, message), strict=True),
+        error_kind=kind,
+        error_file=path,
+        error_fix=fix,
+        convention="",
+    )
+
+
+def _stored(image: np.ndarray, labels: np.ndarray, convention: str) -> dict:
     return dict(
         zip(
             CACHED_COLUMNS,
@@ -151,7 +193,7 @@ def build_resized_cache(
     nail_values: tuple | None = None,
     cache_dir: str | os.PathLike | None = None,
     num_proc: int | None = None,
-    prune: bool = False,
+    prune: bool | None = False,
     class_ids: bool = False,
 ):
     """Build (or find) the pre-resized copy of a training split.
@@ -165,7 +207,8 @@ def build_resized_cache(
         cache_dir: where the Arrow file goes; ``None`` for :func:`default_cache_dir`.
         num_proc: processes that build it (``Dataset.map``'s ``num_proc``); ``None`` for one.
         prune: remove the folder's caches of other fingerprints (other photos or settings, which
-            may still serve another configuration); without it they are listed in the log.
+            may still serve another configuration); without it they are listed in the log;
+            ``None`` leaves them to the caller (see :func:`report_other_caches`).
         class_ids: labels are a dataset's class ids (see ``load_labels``).
 
     Returns:
@@ -173,14 +216,80 @@ def build_resized_cache(
         pairs left out, and one dict per left-out pair (``kind``, ``path``, ``message``,
         ``fix``, as in ``bad_pairs.json``).
     """
+    return _build(
+        dataset,
+        _resize_example,
+        {"size": size, "nail_values": nail_values, "class_ids": class_ids},
+        {"size": size, "nail_values": nail_values},
+        class_ids,
+        cache_dir,
+        num_proc,
+        prune,
+        f"training photos at most {size} px",
+        4 * size * size,
+    )
+
+
+def build_eval_cache(
+    dataset,
+    processor,
+    nail_values: tuple | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    num_proc: int | None = None,
+    prune: bool | None = False,
+    class_ids: bool = False,
+):
+    """Build (or find) the evaluation input of a validation or test split.
+
+    Each pair is read as evaluation reads it (the whole photo, no augmentation) and stored as
+    the processor makes it before rescaling and normalising: its resized ``uint8`` pixels and
+    the labels at its size. :class:`~nail_segformer.data.transforms.SegmentationTransform`
+    applies the rescale and normalisation per 8-bit level when it reads them, so batches are
+    bit for bit those of the photos themselves, without decoding a full-size photo at every
+    evaluation. The fingerprint holds the processor's settings and class, beside what
+    :func:`build_resized_cache`'s holds.
+
+    Arguments and return value as for :func:`build_resized_cache`, with ``processor`` (the
+    run's image processor) in place of ``size``.
+    """
+    height, width = processor_size(processor)
+    settings = {"evaluation": type(processor).__name__, "processor": processor.to_dict()}
+    return _build(
+        dataset,
+        _eval_example,
+        {"processor": processor, "nail_values": nail_values, "class_ids": class_ids},
+        {"size": max(height, width), "nail_values": nail_values, "settings": settings},
+        class_ids,
+        cache_dir,
+        num_proc,
+        prune,
+        f"evaluation photos at {height}x{width} px",
+        4 * height * width,
+    )
+
+
+def _build(
+    dataset,
+    function,
+    fn_kwargs: dict,
+    header: dict,
+    class_ids: bool,
+    cache_dir,
+    num_proc: int | None,
+    prune: bool | None,
+    what: str,
+    bytes_per_pair: int,
+):
+    """The cache of ``dataset.map(function)``: found by fingerprint, or (re)built."""
     from datasets import Features, Value
 
     keys, dataset_fingerprint = _row_keys(dataset)
     dataset = undecoded(dataset)
     files = [] if dataset_fingerprint else keys
     fingerprint = cache_fingerprint(
-        [i for i, _ in files], [m for _, m in files], size, nail_values, dataset_fingerprint
-    )
+        [i for i, _ in files], [m for _, m in files], dataset_fingerprint=dataset_fingerprint,
+        **header,
+    )  # fmt: skip
     if class_ids:  # a name of its own; folder caches keep the fingerprints they had
         fingerprint = hashlib.sha256(f"{fingerprint} class ids".encode()).hexdigest()[:40]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -208,8 +317,8 @@ def build_resized_cache(
 
     def build(reuse: bool):
         cached = dataset.map(
-            _resize_example,
-            fn_kwargs={"size": size, "nail_values": nail_values, "class_ids": class_ids},
+            function,
+            fn_kwargs=fn_kwargs,
             features=features,
             remove_columns=dropped,
             cache_file_name=str(cache_file),
@@ -217,19 +326,23 @@ def build_resized_cache(
             new_fingerprint=fingerprint,
             writer_batch_size=_WRITER_BATCH_SIZE,
             num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
-            desc=f"Shrinking training photos to at most {size} px (once; cached)",
+            desc=f"Decoding {what} (once; cached)",
         )
         key_columns = ["row"] if dataset_fingerprint else ["image", "label"]
         columns = [*key_columns, CACHED_COLUMNS[4], "error_kind", "error_file", "error_fix"]
         columns.append("convention")
         return cached, cached.select_columns(columns).to_dict()
 
+    def disk_full() -> DiskFullError:
+        needed = bytes_per_pair * len(dataset)
+        return DiskFullError(disk_full_message(folder, needed, "the resize cache"))
+
     why = None
     try:
         cached, summary = build(reuse=True)
     except (OSError, ValueError) as err:  # pyarrow's errors are both: a cut or damaged file
         if is_disk_full(err):
-            raise _disk_full(folder, len(dataset), size) from err
+            raise disk_full() from err
         why = f"it cannot be read ({err})"
     else:
         if dataset_fingerprint:
@@ -251,21 +364,22 @@ def build_resized_cache(
             cached, summary = build(reuse=False)
         except OSError as err:
             if is_disk_full(err):
-                raise _disk_full(folder, len(dataset), size) from err
+                raise disk_full() from err
             raise
         reused = False
     keep, problems = _unreadable(summary)
     conventions = Counter(c for c in summary["convention"] if c)
     logger.info(
-        "%s resize cache %s (%d pairs at most %d px, %.0f MiB); mask conventions %s",
+        "%s resize cache %s (%d pairs, %s, %.0f MiB); mask conventions %s",
         "reusing" if reused else "built",
         cache_file,
         len(keep),
-        size,
+        what,
         _size_on_disk(folder, cache_file) / 2**20,
         dict(sorted(conventions.items())),
     )
-    _report_others(folder, cache_file, prune)
+    if prune is not None:
+        report_other_caches(folder, [cache_file], prune)
     if problems:
         cached = cached.select(keep)
     return cached, problems
@@ -327,11 +441,6 @@ def _unreadable(summary: dict) -> tuple[list[int], list[dict]]:
 _ORPHAN_AGE_S = 600
 
 
-def _disk_full(folder: Path, pairs: int, size: int) -> DiskFullError:
-    # At most 3 bytes of RGB and 1 of labels per pixel of a size x size working copy.
-    return DiskFullError(disk_full_message(folder, 4 * size * size * pairs, "the resize cache"))
-
-
 def _remove_orphans(folder: Path) -> None:
     now, removed = time.time(), 0
     for path in folder.glob("tmp*"):
@@ -347,9 +456,17 @@ def _remove_orphans(folder: Path) -> None:
         )
 
 
-def _report_others(folder: Path, cache_file: Path, prune: bool) -> None:
-    """List (or, with ``prune``, remove) the folder's caches built for other fingerprints."""
-    others = [p for p in folder.glob("resized-*.arrow") if not p.name.startswith(cache_file.stem)]
+def report_other_caches(folder: str | os.PathLike, in_use: list, prune: bool) -> None:
+    """List (or, with ``prune``, remove) the caches in ``folder`` other than ``in_use`` (cache
+    files, or the splits read from them): those built for other photos or settings."""
+    folder = Path(folder)
+    stems = []
+    for item in in_use:
+        paths = (
+            [f["filename"] for f in item.cache_files] if hasattr(item, "cache_files") else [item]
+        )
+        stems += [Path(p).stem.split("_")[0] for p in paths]
+    others = [p for p in folder.glob("resized-*.arrow") if not p.name.startswith(tuple(stems))]
     if not others:
         return
     total = sum(p.stat().st_size for p in others) / 2**20

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public", action="store_true", help="with --push_to_hub: a public set")
     args = parser.parse_args(argv)
     if (args.data_root is None) == (args.dataset_name is None):
-        parser.error("pass a DATA_ROOT folder or --dataset_name, one of them")
+        parser.error("the following arguments are required: data_root (or --dataset_name)")
     if args.dataset_name is not None:
         if args.save_to_disk or args.mask_suffix or args.headers_only:
             parser.error("--save_to_disk, --mask_suffix and --headers_only read a DATA_ROOT folder")

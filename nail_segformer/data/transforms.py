@@ -277,7 +277,9 @@ class SegmentationTransform:
     them with :func:`nail_segformer.data.load_image` / ``load_labels`` (EXIF rotation, mask
     values read by their convention), applies ``augment`` if given, then the processor. Rows of
     a split pre-resized by :func:`nail_segformer.data.cache.build_resized_cache` are read from
-    their cached pixels instead of the files.
+    their cached pixels instead of the files, and rows of an evaluation split cached by
+    :func:`~nail_segformer.data.cache.build_eval_cache` only get the processor's rescale and
+    normalisation (what its resize made is what the cache holds).
 
     Args:
         processor: a Segformer image processor (see :func:`load_image_processor`).
@@ -327,15 +329,21 @@ class SegmentationTransform:
             else:
                 images.append(image)
                 masks.append(labels)
-        return self.encode(images, masks)
+        # An evaluation cache holds what the processor's resize made: only its rescale and
+        # normalisation are left to apply.
+        resized = self.augment is None and CACHED_COLUMNS[0] in batch
+        return self.encode(images, masks, resize=self.resize and not resized)
 
-    def encode(self, images: list, masks: list[np.ndarray]) -> dict[str, list]:
+    def encode(
+        self, images: list, masks: list[np.ndarray], resize: bool | None = None
+    ) -> dict[str, list]:
         """``pixel_values`` and ``labels`` of loaded (and augmented) photos and label maps.
 
-        The processor's resize (unless ``resize`` is False), rescale and normalisation; labels
-        as ``int64``.
+        The processor's resize (unless ``resize``, default the transform's own, is False),
+        rescale and normalisation; labels as ``int64``.
         """
-        if not self.resize and all(_is_rgb8(image) for image in images):
+        resize = self.resize if resize is None else resize
+        if not resize and all(_is_rgb8(image) for image in images):
             # Already at the training size, photos only need the processor's rescale and
             # normalisation: per 8-bit level, so a lookup of what the processor makes of each
             # level gives its exact values at a fraction of the cost.
@@ -350,7 +358,7 @@ class SegmentationTransform:
             images=images,
             segmentation_maps=masks,
             do_reduce_labels=False,
-            do_resize=self.resize,
+            do_resize=resize,
             return_tensors="np",
         )
         return {

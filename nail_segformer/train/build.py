@@ -25,7 +25,7 @@ __all__ = [
     "load_data",
     "build_model_and_processor",
     "build_loss",
-    "readable_training_split",
+    "decode_once",
     "optimizer_recipe",
     "build_trainer",
 ]
@@ -232,62 +232,88 @@ def _auto_class_weights(
     return compute_class_weights(counts.tolist())
 
 
-def readable_training_split(dataset_dict, size: int, data_args: DataArguments, training_args):
-    """``dataset_dict`` with every training pair decoded once before the first step.
+def decode_once(dataset_dict, size: int, processor, data_args: DataArguments, training_args):
+    """``dataset_dict`` with every pair decoded once, before the first step.
 
     With ``--resize_cache`` (the default) the training split is then read from the resize cache
-    (:mod:`nail_segformer.data.cache`), built by the main process while the others wait; without
-    it, each pair is only checked. Pairs that cannot be read stop the run here, before training,
-    with every one of them listed; with ``--on_bad_pair skip`` they are left out and added to
-    ``bad_pairs.json``. (A file that breaks after this check stops the run with its name: see
+    and the validation and test splits from their evaluation caches
+    (:mod:`nail_segformer.data.cache`), built by the main process while the others wait;
+    without it, each training pair is only checked. Training pairs that cannot be read stop the
+    run here, before training, with every one of them listed; with ``--on_bad_pair skip`` they
+    are left out and added to ``bad_pairs.json``. Evaluation pairs are never left out (the
+    figures would stop being comparable): one that cannot be read stops the run, named. (A file
+    that breaks after this stops the run with its name: see
     :func:`~nail_segformer.train.pipeline.bad_pair_stop`.)
 
     Raises:
-        DataError: some training pairs cannot be read and ``--on_bad_pair`` is ``error``.
+        DataError: some pairs cannot be read (training pairs: with ``--on_bad_pair error``).
     """
-    from nail_segformer.data.cache import build_resized_cache, check_pairs
+    from nail_segformer.data.cache import (
+        build_eval_cache,
+        build_resized_cache,
+        check_pairs,
+        default_cache_dir,
+        report_other_caches,
+    )
 
     nail_values = parse_nail_values(data_args.nail_values)
     class_ids = data_args.dataset_name is not None
     num_proc = training_args.dataloader_num_workers or None
+    cache_dir = data_args.resize_cache_dir
+    out, unreadable = dict(dataset_dict), {}
     with training_args.main_process_first(desc="resize cache"):
-        if data_args.resize_cache:
-            train, problems = build_resized_cache(
-                dataset_dict["train"],
-                size,
-                nail_values,
-                data_args.resize_cache_dir,
-                num_proc=num_proc,
-                prune=data_args.prune_resize_cache,
-                class_ids=class_ids,
+        if not data_args.resize_cache:
+            out["train"], unreadable["train"] = check_pairs(
+                out["train"], size, nail_values, num_proc, class_ids
             )
         else:
-            train, problems = check_pairs(
-                dataset_dict["train"], size, nail_values, num_proc, class_ids
+            out["train"], unreadable["train"] = build_resized_cache(
+                out["train"], size, nail_values, cache_dir, num_proc, None, class_ids
             )
-    if problems and data_args.data_root is not None:  # a dataset's rows are named already
+            for split in ("validation", "test"):
+                if split in out:
+                    out[split], unreadable[split] = build_eval_cache(
+                        out[split], processor, nail_values, cache_dir, num_proc, None, class_ids
+                    )
+            folder = cache_dir or default_cache_dir()
+            report_other_caches(folder, list(out.values()), data_args.prune_resize_cache)
+    where = data_args.data_root or data_args.dataset_name
+    if data_args.data_root is not None:  # a dataset's rows are named already
         root = Path(data_args.data_root).resolve()
-        problems = [
-            {
-                **p,
-                "path": relative_to_root(p["path"], root),
-                "message": p["message"].replace(f"{root}/", ""),
-            }
-            for p in problems
-        ]
-    if problems:
-        lines = [
-            f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})" for p in problems
-        ]
-        if data_args.on_bad_pair == "error":
-            raise DataError(
-                f"{len(problems)} training pair(s) in "
-                f"{data_args.data_root or data_args.dataset_name} cannot be read:\n"
-                + "\n".join(lines)
-                + f"\nTo go on, {how_to_go_on(training_args.output_dir, 'the files listed above')}"
-                "; or pass --on_bad_pair skip to train without them (they are then listed in "
-                "bad_pairs.json in the output directory)."
+        unreadable = {
+            split: [
+                {
+                    **p,
+                    "path": relative_to_root(p["path"], root),
+                    "message": p["message"].replace(f"{root}/", ""),
+                }
+                for p in problems
+            ]
+            for split, problems in unreadable.items()
+        }
+    problems = unreadable["train"]
+    stops = {
+        s: p
+        for s, p in unreadable.items()
+        if p and (s != "train" or data_args.on_bad_pair == "error")
+    }
+    if stops:
+        advice = how_to_go_on(training_args.output_dir, "the files listed above")
+        if "train" in stops:
+            advice += (
+                "; or pass --on_bad_pair skip to train without the training pairs (they are then "
+                "listed in bad_pairs.json in the output directory)"
             )
+        raise DataError(
+            "\n".join(
+                f"{len(p)} {'training' if s == 'train' else s} pair(s) in {where} cannot be "
+                f"read:\n{_listed(p)}"
+                for s, p in stops.items()
+            )
+            + f"\nTo go on, {advice}."
+            + ("" if set(stops) == {"train"} else " Evaluation pairs are never left out.")
+        )
+    if problems:
         logger.warning(
             "leaving out %d unreadable training pair(s) (--on_bad_pair skip), listed in %s",
             len(problems),
@@ -295,7 +321,13 @@ def readable_training_split(dataset_dict, size: int, data_args: DataArguments, t
         )
         if training_args.should_save:
             add_problems(Path(training_args.output_dir) / BAD_PAIRS_NAME, problems)
-    return type(dataset_dict)({**dataset_dict, "train": train})
+    return type(dataset_dict)(out)
+
+
+def _listed(problems: list[dict]) -> str:
+    return "\n".join(
+        f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})" for p in problems
+    )
 
 
 # SegFormer's fine-tuning recipe (paper section 4.1; MMSegmentation's segformer configs:
@@ -359,7 +391,7 @@ def build_trainer(model, processor, dataset_dict, data_args, model_args, trainin
     # decoding 12 MP every epoch would cost more than the rest of a sample.
     size = working_size(max(height, width), data_args.crop_scale_min)
     nail_values = parse_nail_values(data_args.nail_values)
-    dataset_dict = readable_training_split(dataset_dict, size, data_args, training_args)
+    dataset_dict = decode_once(dataset_dict, size, processor, data_args, training_args)
     # The pipeline already returns the training size; a second resize would only cost time.
     class_ids = data_args.dataset_name is not None
     datasets = attach_transforms(
