@@ -121,26 +121,17 @@ def _resize_example(
     example: dict, size: int, nail_values: tuple | None, class_ids: bool = False
 ) -> dict:
     """``Dataset.map`` function: one pair at the working size, or why it cannot be read."""
-    sources = {c: image_source(example[c], example.get("row")) for c in ("image", "label")}
-    try:
-        image, labels, convention = load_working_pair(
-            sources["image"], sources["label"], size, nail_values, True, class_ids
-        )
-    except ImageReadError as err:
-        return _failed(err, sources)
-    return _stored(image, labels, convention)
+    pair, failed = _read(example, size, nail_values, class_ids)
+    return failed or _stored(*pair)
 
 
 def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids: bool) -> dict:
     """``Dataset.map`` function: one pair as evaluation feeds it to the model, before the
     processor's rescale and normalisation (per 8-bit level, so applied when read)."""
-    sources = {c: image_source(example[c], example.get("row")) for c in ("image", "label")}
-    try:
-        image, labels, convention = load_working_pair(
-            sources["image"], sources["label"], None, nail_values, True, class_ids
-        )
-    except ImageReadError as err:
-        return _failed(err, sources)
+    pair, failed = _read(example, None, nail_values, class_ids)
+    if failed:
+        return failed
+    image, labels, convention = pair
     out = processor(
         images=[image],
         segmentation_maps=[labels],
@@ -151,6 +142,18 @@ def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids
     )
     pixels = np.ascontiguousarray(out["pixel_values"][0].transpose(1, 2, 0))
     return _stored(pixels.astype(np.uint8), out["labels"][0].astype(np.uint8), convention)
+
+
+def _read(example: dict, size: int | None, nail_values, class_ids: bool):
+    """``((image, labels, convention), None)``, or ``(None, the row saying why not)``."""
+    sources = {c: image_source(example[c], example.get("row")) for c in ("image", "label")}
+    try:
+        pair = load_working_pair(
+            sources["image"], sources["label"], size, nail_values, True, class_ids
+        )
+    except ImageReadError as err:
+        return None, _failed(err, sources)
+    return pair, None
 
 
 def _failed(err: ImageReadError, sources: dict) -> dict:
