@@ -101,6 +101,7 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
     from nail_segformer.data import Pair, build_dataset_dict, find_pairs
     from nail_segformer.data import transforms as t
     from nail_segformer.data.cache import build_eval_cache, build_resized_cache
+    from nail_segformer.data.transforms import decode_cached, load_working_pair
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -118,6 +119,11 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
     eval_cached, _ = build_eval_cache(files, processor, cache_dir=root / "eval-cache")
     eval_build_ms = (time.thread_time() - start) * 1000 / len(files)
     eval_mib = sum(p.stat().st_size for p in (root / "eval-cache").glob("*.arrow")) / 2**20
+    photos_mib = sum(os.path.getsize(p.image) for p in pairs) / 2**20
+    # How far the (lossy) training copy is from the exact working copy, in 8-bit levels.
+    levels = [np.abs(decode_cached(row["image_encoded"], row["labels_encoded"])[0].astype(int)
+                     - load_working_pair(pair.image, pair.mask, size)[0]).mean()
+              for row, pair in zip(cached, pairs, strict=True)]  # fmt: skip
 
     def training(dataset, augment):
         return t.attach_transforms({"train": dataset}, processor, augment, False,
@@ -138,6 +144,7 @@ def measure(root: Path, rounds: int, image_size: int) -> dict:
                 best[name][index] = min(best[name][index], (time.thread_time() - start) * 1000)
     return {"photos": len(files), "working_size": size,
             "ms_per_sample": {name: float(np.mean(times)) for name, times in best.items()},
+            "photo_mib": photos_mib / len(files), "training_copy_levels": float(np.mean(levels)),
             "cache": {"build_ms_per_photo": build_ms, "mib_per_photo": cache_mib / len(files)},
             "eval_cache": {"build_ms_per_photo": eval_build_ms, "mib_per_photo": eval_mib / len(files)}}  # fmt: skip
 
@@ -191,6 +198,10 @@ def report(result: dict) -> str:
         f"the evaluation cache makes an evaluation sample {ms['evaluation'] / ms['evaluation, from its cache']:.0f}x "
         f"cheaper (bit for bit the same batches); it costs {result['eval_cache']['build_ms_per_photo']:.0f} ms "
         f"per photo, once, and {result['eval_cache']['mib_per_photo']:.2f} MiB per photo on disk",
+        f"the photos take {result['photo_mib']:.2f} MiB each: the training cache is "
+        f"{cache['mib_per_photo'] / result['photo_mib']:.1%} of that, the evaluation cache "
+        f"{result['eval_cache']['mib_per_photo'] / result['photo_mib']:.1%}; the training copy is "
+        f"{result['training_copy_levels']:.2f} levels from the exact pixels on average",
         f"{WORKERS} workers from the cache feed {feed:.0f} samples/s: "
         f"{'enough' if feed >= H100_B4_ESTIMATE else 'NOT enough'} for MiT-b4 on one H100 "
         f"(estimated {H100_B4_ESTIMATE} samples/s); its ceiling ({H100_B4_CEILING} at 100% of "

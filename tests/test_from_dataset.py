@@ -91,7 +91,7 @@ def test_a_saved_set_gives_the_folder_s_cached_pixels_and_labels(synthetic_root,
     )
     assert problems == []
     assert "image" not in from_dataset.column_names  # the bytes are not stored twice
-    for column in ("image_rgb", "label_map", "height", "width"):
+    for column in ("image_encoded", "labels_encoded", "height", "width"):
         assert from_dataset[column] == from_folder[column], column
 
 

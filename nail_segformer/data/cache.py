@@ -1,11 +1,14 @@
-"""A pre-resized copy of the training split, built once with ``Dataset.map`` and reused.
+"""Pre-resized copies of the training and evaluation splits, built once with ``Dataset.map``.
 
 Decoding a 12 MP phone JPEG and its PNG mask costs far more than everything else a training
 sample needs, and the training transform only ever looks at the photo brought down to the
 working size (:func:`nail_segformer.data.transforms.working_size`). So each training pair is
 decoded once (JPEGs at reduced scale, see :func:`~nail_segformer.data.files.load_image`),
-shrunk to at most the working size a side (never enlarged) and stored as raw pixels in an
-Arrow file that ``datasets`` memory-maps; every epoch then reads those pixels.
+shrunk to at most the working size a side (never enlarged) and stored in an Arrow file that
+``datasets`` memory-maps, as JPEG at quality 95 (about 1 level from the exact pixels; training
+re-compresses photos as an augmentation anyway) with PNG labels; every epoch then decodes those
+small files. Validation and test pairs are stored as evaluation reads them
+(:func:`build_eval_cache`): the processor's resized pixels, exactly (lossless WebP).
 
 The file is named by a fingerprint of what it holds: the working size, ``--nail_values``, a
 format version, and the path, size and modification time of every photo and mask. A second run
@@ -18,9 +21,9 @@ gone wrong, a synced folder, a disk error), is rebuilt with a warning saying why
 of builds killed midway are removed once they are ten minutes old.
 
 Where: ``<HF_DATASETS_CACHE>/nail_segformer/`` (``~/.cache/huggingface/datasets/nail_segformer``
-by default) or a folder of the caller's choice; never the data folder. Size: about
-``4 x W x W`` bytes per pair for photos larger than the working size ``W`` (3.5 MiB per pair at
-``W = 935``, the default for 512 px). Delete the folder to clear it.
+by default) or a folder of the caller's choice; never the data folder. Size, for 12 MP phone
+photos at the default 512 px: about 0.1-0.2 MiB per training pair and 0.15-0.2 MiB per
+evaluation pair, a tenth of the JPEGs' own size (docs/data.md). Delete the folder to clear it.
 """
 
 from __future__ import annotations
@@ -46,7 +49,12 @@ from nail_segformer.data.files import (
     portable_path,
     read_problem,
 )
-from nail_segformer.data.transforms import CACHED_COLUMNS, load_working_pair, processor_size
+from nail_segformer.data.transforms import (
+    CACHED_COLUMNS,
+    encode_cached,
+    load_working_pair,
+    processor_size,
+)
 
 __all__ = [
     "CACHE_FORMAT",
@@ -61,7 +69,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump when what a cache file holds changes meaning (resize filter, column layout, labels).
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 _SUBDIR = "nail_segformer"
 # Rows per Arrow record batch: a few photos, so building never holds much in memory.
 _WRITER_BATCH_SIZE = 8
@@ -141,7 +149,8 @@ def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids
         return_tensors="np",
     )
     pixels = np.ascontiguousarray(out["pixel_values"][0].transpose(1, 2, 0))
-    return _stored(pixels.astype(np.uint8), out["labels"][0].astype(np.uint8), convention)
+    labels = out["labels"][0].astype(np.uint8)
+    return _stored(pixels.astype(np.uint8), labels, convention, exact=True)
 
 
 def _read(example: dict, size: int | None, nail_values, class_ids: bool):
@@ -176,13 +185,10 @@ def _failed(err: ImageReadError, sources: dict) -> dict:
     )
 
 
-def _stored(image: np.ndarray, labels: np.ndarray, convention: str) -> dict:
+def _stored(image: np.ndarray, labels: np.ndarray, convention: str, exact: bool = False) -> dict:
+    photo, mask = encode_cached(image, labels, exact)
     return dict(
-        zip(
-            CACHED_COLUMNS,
-            (image.tobytes(), labels.tobytes(), image.shape[0], image.shape[1], ""),
-            strict=True,
-        ),
+        zip(CACHED_COLUMNS, (photo, mask, image.shape[0], image.shape[1], ""), strict=True),
         error_kind="",
         error_file="",
         error_fix="",

@@ -267,7 +267,39 @@ def build_train_transforms(
 
 # Columns of a training split pre-resized by :mod:`nail_segformer.data.cache`: raw pixels at
 # the working size, their shape, and why a pair could not be read ("" when it could).
-CACHED_COLUMNS = ("image_rgb", "label_map", "height", "width", "error")
+CACHED_COLUMNS = ("image_encoded", "labels_encoded", "height", "width", "error")
+# Training copies are lossy (JPEG at quality 95 without chroma subsampling: 0.6-1.1 levels from
+# the exact pixels on phone photos, where 4:2:0 was 0.7-1.4; the recipe re-compresses photos as
+# an augmentation anyway); evaluation copies are exact (lossless WebP: a quality above 100).
+# Labels are PNG at the fastest level. Sizes and costs: docs/data.md.
+_JPEG_QUALITY, _WEBP_LOSSLESS, _PNG_LEVEL = 95, 101, 1
+
+
+def encode_cached(image: np.ndarray, labels: np.ndarray, exact: bool) -> tuple[bytes, bytes]:
+    """``(image, labels)`` as a cache stores them: an (H, W, 3) RGB ``uint8`` photo as JPEG, or
+    losslessly with ``exact``, and its (H, W) ``uint8`` labels as PNG (always exact)."""
+    import cv2
+
+    if exact:
+        suffix, params = ".webp", [cv2.IMWRITE_WEBP_QUALITY, _WEBP_LOSSLESS]
+    else:
+        suffix = ".jpg"
+        params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]  # fmt: skip
+    photo = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)[1]
+    mask = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, _PNG_LEVEL])[1]
+    return photo.tobytes(), mask.tobytes()
+
+
+def decode_cached(image: bytes | None, labels: bytes) -> tuple[np.ndarray | None, np.ndarray]:
+    """What :func:`encode_cached` stored: ``(RGB photo, labels)``; ``image`` None skips it."""
+    import cv2
+
+    mask = cv2.imdecode(np.frombuffer(labels, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return None, mask
+    bgr = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), mask
 
 
 class SegmentationTransform:
@@ -381,9 +413,7 @@ class SegmentationTransform:
 
     def _load(self, batch: dict[str, list], row: int):
         if CACHED_COLUMNS[0] in batch:  # the cache holds readable pairs only
-            image_rgb, label_map, height, width, _ = (batch[c][row] for c in CACHED_COLUMNS)
-            image = np.frombuffer(image_rgb, dtype=np.uint8).reshape(height, width, 3)
-            return image, np.frombuffer(label_map, dtype=np.uint8).reshape(height, width)
+            return decode_cached(batch[CACHED_COLUMNS[0]][row], batch[CACHED_COLUMNS[1]][row])
         name = batch["row"][row] if "row" in batch else None
         image_path, mask_path = (image_source(batch[c][row], name) for c in ("image", "label"))
         # Evaluation reads whole photos: the processor's resize of them is what inference sees.

@@ -209,14 +209,15 @@ def _auto_class_weights(
     import numpy as np
 
     from nail_segformer.data import ImageReadError, load_labels
+    from nail_segformer.data.transforms import CACHED_COLUMNS, decode_cached
     from nail_segformer.losses import compute_class_weights
 
     sample = train_dataset.select(range(min(_CLASS_WEIGHT_SAMPLE, len(train_dataset))))
 
     def label_maps():  # one at a time: 256 full-size masks would not fit in memory together
-        if "label_map" in sample.column_names:
-            for row in sample.select_columns(["label_map"]):
-                yield np.frombuffer(row["label_map"], dtype=np.uint8)
+        if CACHED_COLUMNS[1] in sample.column_names:
+            for row in sample.select_columns([CACHED_COLUMNS[1]]):
+                yield decode_cached(None, row[CACHED_COLUMNS[1]])[1]
             return
         for row in undecoded(sample):
             try:
