@@ -9,7 +9,11 @@ process with the option the entry points set (``nail_segformer.runtime``):
    and its time against the bare forward pass over the same DataLoader;
 3. inference: ``Predictor`` (batched) against ``pipeline("image-segmentation")``, same model
    and photos, and whether their nail masks agree; the ONNX export's int8 file (static QDQ)
-   against fp32 and against dynamic quantization, in size and forward-pass speed.
+   against fp32 and against dynamic quantization, in size and forward-pass speed; and, as users
+   run them, whole processes over photo files: ``python -m nail_segformer.predict`` (torch,
+   ONNX fp32 and int8; masks only, and with today's default overlays) against a script calling
+   ``pipeline("image-segmentation")`` on each path and saving its nail mask, on small photos
+   (``python -m nail_segformer.synthetic DIR --n 48 --seed 7``) and 12 MP phone JPEGs.
 
     python benchmarks/run.py            # full run (about 15 minutes on 2 idle CPU cores)
     python benchmarks/run.py --smoke    # seconds: checks that every figure is produced
@@ -36,12 +40,14 @@ CONFIGS = {
              "train": {"preset": "mit-b0", "size": 512, "batch": 8, "workers": 2, "steps": 6},
              "eval": {"preset": "tiny", "size": 512, "batch": 8, "workers": 2, "n": [64, 512]},
              "eval_time": {"preset": "mit-b0", "size": 512, "batch": 8, "workers": 2, "n": 32},
-             "infer": {"preset": "mit-b0", "size": 512, "n": 32, "batch": 8}},
+             "infer": {"preset": "mit-b0", "size": 512, "n": 32, "batch": 8},
+             "files": {"small": 48, "phone_per_shape": 3, "phone_scale": 1, "rounds": 2}},
     "smoke": {"photos": 8,
               "train": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "steps": 1},
               "eval": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "n": [4, 8]},
               "eval_time": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "n": 4},
-              "infer": {"preset": "tiny", "size": 64, "n": 4, "batch": 2}},
+              "infer": {"preset": "tiny", "size": 64, "n": 4, "batch": 2},
+              "files": {"small": 4, "phone_per_shape": 1, "phone_scale": 8, "rounds": 1}},
 }  # fmt: skip
 # Goals: the package's way may cost this much at most (ratios, ours ÷ baseline or inverse).
 TRAINING_GOAL, EVAL_TIME_GOAL, INFERENCE_GOAL = 0.90, 1.10, 3.0
@@ -299,7 +305,71 @@ def measure(cfg: dict, work: Path, data: Path) -> list[list]:
     rows.append(["3", f"nail masks equal to the pipeline's ({infer['differing']} pixels differ)",
                  f"{infer['agreement']:.7f}", "1", infer["agreement"], "≥ 0.99999",
                  infer["agreement"] >= 0.99999])  # fmt: skip
+    return rows + _from_files(cfg["files"], work, onnx["static"])
+
+
+def _from_files(fc: dict, work: Path, int8_forward: float) -> list[list]:
+    """Question 3 from files: whole processes, wall time, fastest of ``rounds`` alternating."""
+    import subprocess
+
+    sets = {"small photos": work / "files-small", "12 MP phone photos": work / "files-phone"}
+    synthetic = ["-m", "nail_segformer.synthetic", str(sets["small photos"]), "--n",
+                 str(fc["small"]), "--seed", "7"]  # fmt: skip
+    phone = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from pathlib import"
+             f" Path; from phone_photos import write_photos; write_photos(Path("
+             f"{str(sets['12 MP phone photos'])!r}), {fc['phone_per_shape']}, {fc['phone_scale']})")  # fmt: skip
+    for args in (synthetic, ["-c", phone]):
+        subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    onnx = ["--model", str(work / "onnx"), "--onnx", str(work / "onnx")]
+    variants = {"predict, torch, masks only": ["--model", str(work / "model"), "--overlay_format", "none"],
+                "predict, torch, with overlays (default)": ["--model", str(work / "model")],
+                "predict, ONNX fp32, masks only": [*onnx, "--overlay_format", "none"],
+                "predict, ONNX int8, masks only": [*onnx, "--dtype", "int8", "--overlay_format", "none"],
+                "predict, ONNX int8, with overlays": [*onnx, "--dtype", "int8"]}  # fmt: skip
+    rows = []
+    for set_name, root in sets.items():
+        photos = sorted(str(p) for p in (root / "Images").rglob("*.jpg"))
+        best = {}
+        for _ in range(fc["rounds"]):
+            for name, argv in {"pipeline": None, **variants}.items():
+                out = work / "files-out" / name.replace(" ", "_").replace(",", "")
+                start = time.perf_counter()
+                if argv is None:
+                    run_child("run", {"job": "pipeline_files", "model_dir": str(work / "model"),
+                                      "photos": photos, "out_dir": str(out)})  # fmt: skip
+                else:
+                    subprocess.run([sys.executable, "-m", "nail_segformer.predict", *argv,
+                                    "--input", str(root / "Images"), "--output", str(out),
+                                    "--no_progress"], check=True, capture_output=True)  # fmt: skip
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+        rate = {name: len(photos) / seconds for name, seconds in best.items()}
+        for name in variants:
+            ratio = rate[name] / rate["pipeline"]
+            goal = ("≥ 3", ratio >= 3) if name == "predict, ONNX int8, masks only" else ("-", None)
+            rows.append(["3", f"photos/s from files, {name} ÷ pipeline script ({set_name}, "
+                         f"{len(photos)}, whole processes)", f"{rate[name]:.3g}",
+                         f"{rate['pipeline']:.3g}", ratio, *goal])  # fmt: skip
+        if set_name == "small photos":
+            share = rate["predict, ONNX int8, masks only"] / int8_forward
+            rows.append(["3", "predict ONNX int8 masks only (small photos, from files) ÷ the int8 "
+                         "forward pass alone (tensors in memory)",
+                         f"{rate['predict, ONNX int8, masks only']:.3g}", f"{int8_forward:.3g}",
+                         share, "≥ 0.85", share >= 0.85])  # fmt: skip
     return rows
+
+
+def job_pipeline_files(model_dir: str, photos: list[str], out_dir: str) -> dict:
+    """``pipeline("image-segmentation")`` on each photo file, as a user calls it (batch 1), its
+    nail mask saved as PNG (what ``predict --overlay_format none`` writes)."""
+    from transformers import pipeline
+
+    segmenter = pipeline("image-segmentation", model=model_dir, device="cpu")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for index, photo in enumerate(photos):
+        for segment in segmenter(photo):
+            if segment["label"] == "nail":
+                segment["mask"].save(Path(out_dir) / f"{index:05d}.png")
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,5 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if not child_main({"train": job_train, "eval": job_eval, "infer": job_infer, "onnx": job_onnx}):
+    jobs = {"train": job_train, "eval": job_eval, "infer": job_infer, "onnx": job_onnx,
+            "pipeline_files": job_pipeline_files}  # fmt: skip
+    if not child_main(jobs):
         sys.exit(main())

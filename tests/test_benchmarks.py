@@ -26,6 +26,25 @@ RUN_FIGURES = [
     ("3", "ONNX photos/s, int8 static QDQ ÷ fp32"),
     ("3", "ONNX photos/s, int8 static QDQ ÷ dynamic"),
     ("3", "nail masks equal to the pipeline's"),
+    *[
+        row
+        for photos in ("small photos", "12 MP phone photos")
+        for row in [
+            ("3", f"photos/s from files, predict, {variant} ÷ pipeline script ({photos}")
+            for variant in (
+                "torch, masks only",
+                "torch, with overlays (default)",
+                "ONNX fp32, masks only",
+                "ONNX int8, masks only",
+                "ONNX int8, with overlays",
+            )
+        ]
+        + (
+            [("3", "predict ONNX int8 masks only (small photos, from files) ÷ the int8 forward")]
+            if photos == "small photos"
+            else []
+        )
+    ],
 ]
 # Correctness rows: whatever the sizes, these goals are met.
 MUST_BE_MET = ("mean IoU, ours and usual", "nail masks equal")
