@@ -306,3 +306,22 @@ def test_the_checker_reads_every_row_of_a_dataset_and_names_bad_ones(saved, tmp_
         ("undecodable file", "train row 4")
     ]
     assert summary["classes"] == {"0": "background", "1": "skin", "2": "nail"}
+
+
+def test_rows_without_an_image_and_sets_too_small_to_carve_are_named(tmp_path, caplog):
+    from datasets import Dataset
+
+    from nail_segformer.train.cli import main as cli_main
+
+    rows = _example_set(12)
+    rows["pixel_values"][5] = None  # a row whose photo is missing
+    folder = tmp_path / "parquet"
+    _write_parquet(folder, {"train": rows, "validation": _example_set(4, seed=1)})
+    argv = _dataset_argv(folder, tmp_path / "run", "--nail_values", "2", "--on_bad_pair", "skip")
+    assert cli_main(argv) == 0
+    report = json.loads((tmp_path / "run" / "bad_pairs.json").read_text())
+    assert [e["path"] for e in report] == ["train row 5"]
+    one = tmp_path / "one-row"
+    Dataset.from_dict({k: v[:1] for k, v in _example_set(1).items()}).save_to_disk(str(one))
+    assert cli_main(_dataset_argv(one, tmp_path / "tiny")) == 2
+    assert "too few to carve one from" in caplog.text

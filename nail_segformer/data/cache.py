@@ -155,8 +155,10 @@ def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids
 
 def _read(example: dict, size: int | None, nail_values, class_ids: bool):
     """``((image, labels, convention), None)``, or ``(None, the row saying why not)``."""
-    sources = {c: image_source(example[c], example.get("row")) for c in ("image", "label")}
+    name = example.get("row")
+    sources = {"image": name or "a row", "label": name or "a row"}  # until they are known
     try:
+        sources = {c: image_source(example[c], name) for c in ("image", "label")}
         pair = load_working_pair(
             sources["image"], sources["label"], size, nail_values, True, class_ids
         )

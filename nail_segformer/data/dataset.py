@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 
 from nail_segformer.data.discovery import DataError, Pair, find_pairs
-from nail_segformer.data.files import EmbeddedImage
+from nail_segformer.data.files import EmbeddedImage, ImageReadError
 from nail_segformer.data.splits import SPLITS, read_manifest, split_pairs
 
 __all__ = ["ON_BAD_PAIR_CHOICES", "build_dataset_dict", "load_splits", "undecoded", "image_source"]
@@ -56,7 +56,9 @@ def image_source(value, name: str | None = None):
             return EmbeddedImage(value["bytes"], name or value.get("path") or "an embedded image")
         if value.get("path"):
             return value["path"]
-        raise ValueError(f"{name or 'a row'} holds neither image bytes nor a file path")
+        raise ImageReadError(f"{name or 'a row'} holds neither image bytes nor a file path")
+    if value is None:
+        raise ImageReadError(f"{name or 'a row'} has no image")
     return str(value)
 
 

@@ -356,5 +356,11 @@ def _carve(train, fraction: float, seed: int):
             return parts["train"], parts["test"], "stratified by category"
         except ValueError:  # fewer held-out rows than categories, or a category of one row
             pass
-    parts = train.train_test_split(test_size=fraction, seed=seed)
+    try:
+        parts = train.train_test_split(test_size=fraction, seed=seed)
+    except ValueError as err:  # too few rows to hold any out
+        raise DataError(
+            f"the dataset has no validation split and {len(train)} training row(s), too few to "
+            f"carve one from ({err}); add a validation split"
+        ) from err
     return parts["train"], parts["test"], "at random"

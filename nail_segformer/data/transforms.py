@@ -415,10 +415,11 @@ class SegmentationTransform:
         if CACHED_COLUMNS[0] in batch:  # the cache holds readable pairs only
             return decode_cached(batch[CACHED_COLUMNS[0]][row], batch[CACHED_COLUMNS[1]][row])
         name = batch["row"][row] if "row" in batch else None
-        image_path, mask_path = (image_source(batch[c][row], name) for c in ("image", "label"))
+        image_path = mask_path = name or "a row"  # until they are known
         # Evaluation reads whole photos: the processor's resize of them is what inference sees.
         size = self.working_size if self.augment is not None else None
         try:
+            image_path, mask_path = (image_source(batch[c][row], name) for c in ("image", "label"))
             return load_working_pair(
                 image_path, mask_path, size, self.nail_values, class_ids=self.class_ids
             )
