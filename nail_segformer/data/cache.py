@@ -73,6 +73,10 @@ CACHE_FORMAT = 3
 _SUBDIR = "nail_segformer"
 # Rows per Arrow record batch: a few photos, so building never holds much in memory.
 _WRITER_BATCH_SIZE = 8
+# Bytes a cached pair takes per pixel, for the disk-full message: about twice the most measured
+# on 12 MP phone photos (JPEG q95 4:4:4 and PNG labels 0.16-0.30; lossless WebP and PNG labels
+# 0.59-0.80; benchmarks/RESULTS.md, "A cache smaller than the photos").
+_TRAINING_BYTES_PER_PIXEL, _EVALUATION_BYTES_PER_PIXEL = 0.6, 1.6
 
 
 def default_cache_dir() -> Path:
@@ -114,15 +118,23 @@ def cache_fingerprint(
     return digest.hexdigest()[:40]
 
 
-def _row_keys(dataset) -> tuple[list, str | None]:
-    """What names each row of a split: its ``row`` names and ``datasets``' fingerprint for a
-    split loaded from a dataset (rows carry bytes), else its ``(photo, mask)`` paths."""
-    if "row" in dataset.column_names:
-        # datasets' fingerprint of the split (what Dataset.map names its own caches by)
-        return dataset["row"], dataset._fingerprint
-    paths = undecoded(dataset).select_columns(["image", "label"]).to_dict()
-    pairs = zip(paths["image"], paths["label"], strict=True)
-    return [(image["path"], mask["path"]) for image, mask in pairs], None
+def _key_columns(dataset) -> list[str]:
+    """The columns that name a row: ``row`` for a split loaded from a dataset (its rows carry
+    bytes), else the photo and mask paths."""
+    return ["row"] if "row" in dataset.column_names else ["image", "label"]
+
+
+def _keys(table: dict) -> list:
+    """Each row's name, from the :func:`_key_columns` of a split (as ``to_dict`` gives them)."""
+    if "row" in table:
+        return table["row"]
+    pairs = zip(table["image"], table["label"], strict=True)
+    return [(image["path"], mask["path"]) for image, mask in pairs]
+
+
+def _processes(num_proc: int | None, dataset) -> int | None:
+    """``Dataset.map``'s ``num_proc``: several only when asked and there are rows to share."""
+    return num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None
 
 
 def _resize_example(
@@ -148,9 +160,9 @@ def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids
         do_normalize=False,
         return_tensors="np",
     )
-    pixels = np.ascontiguousarray(out["pixel_values"][0].transpose(1, 2, 0))
+    pixels = np.ascontiguousarray(out["pixel_values"][0].transpose(1, 2, 0), dtype=np.uint8)
     labels = out["labels"][0].astype(np.uint8)
-    return _stored(pixels.astype(np.uint8), labels, convention, exact=True)
+    return _stored(pixels, labels, convention, exact=True)
 
 
 def _read(example: dict, size: int | None, nail_values, class_ids: bool):
@@ -237,7 +249,7 @@ def build_resized_cache(
         num_proc,
         prune,
         f"training photos at most {size} px",
-        4 * size * size,
+        _TRAINING_BYTES_PER_PIXEL * size * size,
     )
 
 
@@ -275,7 +287,7 @@ def build_eval_cache(
         num_proc,
         prune,
         f"evaluation photos at {height}x{width} px",
-        4 * height * width,
+        _EVALUATION_BYTES_PER_PIXEL * height * width,
     )
 
 
@@ -289,13 +301,16 @@ def _build(
     num_proc: int | None,
     prune: bool | None,
     what: str,
-    bytes_per_pair: int,
+    bytes_per_pair: float,
 ):
     """The cache of ``dataset.map(function)``: found by fingerprint, or (re)built."""
     from datasets import Features, Value
 
-    keys, dataset_fingerprint = _row_keys(dataset)
     dataset = undecoded(dataset)
+    key_columns = _key_columns(dataset)
+    keys = _keys(dataset.select_columns(key_columns).to_dict())
+    # datasets' fingerprint of a split of bytes (what Dataset.map names its own caches by)
+    dataset_fingerprint = dataset._fingerprint if key_columns == ["row"] else None
     files = [] if dataset_fingerprint else keys
     fingerprint = cache_fingerprint(
         [i for i, _ in files], [m for _, m in files], dataset_fingerprint=dataset_fingerprint,
@@ -336,10 +351,9 @@ def _build(
             load_from_cache_file=reuse,
             new_fingerprint=fingerprint,
             writer_batch_size=_WRITER_BATCH_SIZE,
-            num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+            num_proc=_processes(num_proc, dataset),
             desc=f"Decoding {what} (once; cached)",
         )
-        key_columns = ["row"] if dataset_fingerprint else ["image", "label"]
         columns = [*key_columns, CACHED_COLUMNS[4], "error_kind", "error_file", "error_fix"]
         columns.append("convention")
         return cached, cached.select_columns(columns).to_dict()
@@ -356,11 +370,7 @@ def _build(
             raise disk_full() from err
         why = f"it cannot be read ({err})"
     else:
-        if dataset_fingerprint:
-            stored = summary["row"]
-        else:
-            pairs = zip(summary["image"], summary["label"], strict=True)
-            stored = [(image["path"], mask["path"]) for image, mask in pairs]
+        stored = _keys(summary)
         if len(stored) != len(dataset):
             why = f"it holds {len(stored)} of the {len(dataset)} pairs it was built for"
         elif stored != keys:
@@ -421,7 +431,7 @@ def check_pairs(
         check,
         remove_columns=dataset.column_names,
         keep_in_memory=True,
-        num_proc=num_proc if num_proc and num_proc > 1 and len(dataset) > 1 else None,
+        num_proc=_processes(num_proc, dataset),
         desc="Checking that every training pair decodes (once)",
     )
     keep, problems = _unreadable(summary.to_dict())
