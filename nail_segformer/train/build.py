@@ -87,8 +87,6 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
             revision=data_args.dataset_revision,
             id_column=data_args.id_column,
         )
-        if write:  # which row went to which split (a carved validation split is drawn here)
-            _write_row_manifest(dataset_dict, Path(output_dir) / MANIFEST_NAME)
         id2label = read_id2label(data_args.dataset_name, data_args.dataset_revision)
         ids = nail_ids(data_args.dataset_name, data_args.nail_values, id2label)
         if ids != data_args.nail_values:
@@ -96,6 +94,8 @@ def load_data(data_args: DataArguments, output_dir: str, resuming: bool, write: 
                 "--nail_values %s: class id(s) %s (id2label.json)", data_args.nail_values, ids
             )
             data_args.nail_values = ids  # what every reader of the flag parses from here on
+        if write:  # which row went to which split (a carved validation split is drawn here)
+            _write_row_manifest(dataset_dict, Path(output_dir) / MANIFEST_NAME)
         return _limited(dataset_dict, data_args), None
     manifest = data_args.manifest
     saved_manifest = Path(output_dir) / MANIFEST_NAME
@@ -219,7 +219,8 @@ def _auto_class_weights(
             for row in sample.select_columns([CACHED_COLUMNS[1]]):
                 yield decode_cached(None, row[CACHED_COLUMNS[1]])[1]
             return
-        for row in undecoded(sample):
+        names = ["label", "row"] if "row" in sample.column_names else ["label"]
+        for row in undecoded(sample).select_columns(names):  # not the photos' bytes
             try:
                 label = image_source(row["label"], row.get("row"))
                 yield load_labels(label, nail_values, class_ids=class_ids)
