@@ -597,10 +597,7 @@ def class_ids_to_labels(label: Image.Image, nail_values: tuple | None = None) ->
                 "--nail_values"
             )
         return ids.astype(np.uint8)
-    labels = np.isin(ids, nail_values).astype(np.uint8)
-    if IGNORE_INDEX not in nail_values:
-        labels[ids == IGNORE_INDEX] = IGNORE_INDEX
-    return labels
+    return _read_values(ids, list(nail_values))[0]  # as --nail_values reads a mask file's
 
 
 def load_labels(
