@@ -27,6 +27,7 @@ __all__ = [
     "PushError",
     "hub_is_offline",
     "hub_reachable",
+    "is_hub_id",
     "matching_files",
     "private_unless_public",
     "push_folder",
@@ -186,6 +187,21 @@ def push_folder(
         ) from err
     logger.info("pushed %d file(s) to %s (%s)", len(names), created.repo_id, commit_message)
     return created.repo_id
+
+
+def is_hub_id(name: str) -> bool:
+    """True when ``name`` has the form of a Hub repository id (``name`` or ``namespace/name``).
+
+    Only the form is checked, nothing is looked up: a missing local path such as ``./run`` or
+    ``/data/run`` is not a Hub id, so it can be reported as a missing folder.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 _HUB_PROBE_TIMEOUT_S = 3.0

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nail_segformer.hub import hub_is_offline, hub_reachable
+from nail_segformer.hub import hub_is_offline, hub_reachable, is_hub_id
 from nail_segformer.labels import ID2LABEL, IGNORE_INDEX
 
 __all__ = [
@@ -87,21 +87,6 @@ class HubUnavailableError(RuntimeError):
 def is_local_path(name_or_path: str | os.PathLike) -> bool:
     """True when ``name_or_path`` names an existing local folder or file (not a Hub id)."""
     return Path(name_or_path).expanduser().exists()
-
-
-def is_hub_id(name: str) -> bool:
-    """True when ``name`` has the form of a Hub repository id (``name`` or ``namespace/name``).
-
-    Only the form is checked, nothing is looked up: a missing local path such as ``./run`` or
-    ``/data/run`` is not a Hub id, so it can be reported as a missing folder.
-    """
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
 
 
 def check_model_reference(name: str, flag: str, fix: str) -> None:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from nail_segformer.data.discovery import DataError
+from nail_segformer.hub import is_hub_id
 
 __all__ = ["IMAGE_COLUMNS", "LABEL_COLUMNS", "load_dataset_splits", "read_id2label", "nail_ids"]
 
@@ -82,7 +83,7 @@ def load_dataset_splits(
     from datasets import DatasetDict
 
     folder = Path(name).expanduser()
-    if folder.is_dir() or not _is_hub_id(str(name)):
+    if folder.is_dir() or not is_hub_id(str(name)):
         splits = _read(folder)
     else:
         splits = _read_hub(str(name), config_name, revision)
@@ -169,7 +170,7 @@ def read_id2label(name: str | os.PathLike, revision: str | None = None) -> dict[
     if folder.is_dir():
         path = folder / _ID2LABEL_FILE
         path = path if path.is_file() else None
-    elif _is_hub_id(str(name)):
+    elif is_hub_id(str(name)):
         path = _hub_file(str(name), _ID2LABEL_FILE, revision)
     else:
         path = None
@@ -244,16 +245,6 @@ def _offline() -> bool:
     from nail_segformer.hub import hub_is_offline
 
     return hub_is_offline() or bool(datasets.config.HF_HUB_OFFLINE)
-
-
-def _is_hub_id(name: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return not name.startswith(".")
 
 
 def _read_hub(name: str, config_name: str | None, revision: str | None) -> dict:
