@@ -113,5 +113,5 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  {category:<10}{shown}{mixed}")
     problems = summary["problems"]
     lines.append(f"problems: {len(problems)}")
-    lines += [f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})" for p in problems]
+    lines += [f"  - {Problem(**p)}" for p in problems]
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import logging
 import sys
 
 from nail_segformer.data.check import format_summary, summarize
-from nail_segformer.data.discovery import DataError, find_pairs
+from nail_segformer.data.discovery import DataError, Problem, find_pairs
 from nail_segformer.data.files import parse_nail_values
 from nail_segformer.data.splits import _validate_fractions, split_pairs
 
@@ -153,7 +153,7 @@ def _check_dataset(args) -> int:
         rows = ", ".join(f"{split} {n}" for split, n in summary["rows"].items())
         print(f"dataset {args.dataset_name}: {rows} rows; {len(problems)} problem(s)")
         for p in problems:
-            print(f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})")
+            print(f"  - {Problem(**p)}")
     return 1 if problems else 0
 
 

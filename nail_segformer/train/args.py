@@ -49,8 +49,9 @@ class DataArguments:
         metadata={
             "help": "Train from a Hugging Face dataset instead of --data_root: a Hub id (read "
             "from the HF cache when offline), a folder written by save_to_disk, or a folder of "
-            "Parquet files named by split (train.parquet, validation.parquet). Labels are class ids: 0 background, 1 nail, 255 ignored "
-            "(--nail_values names other nail ids)."
+            "Parquet files named by split (train.parquet, validation.parquet). Labels are "
+            "class ids: 0 background, 1 nail, 255 ignored (--nail_values names other nail "
+            "classes, by id or by the name id2label.json gives them)."
         },
     )
     dataset_config_name: str | None = field(

@@ -11,7 +11,13 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from nail_segformer.data import DataError, load_splits, parse_nail_values, write_manifest
+from nail_segformer.data import (
+    DataError,
+    Problem,
+    load_splits,
+    parse_nail_values,
+    write_manifest,
+)
 from nail_segformer.data.dataset import image_source, undecoded
 from nail_segformer.data.files import relative_to_root
 from nail_segformer.labels import ID2LABEL
@@ -327,9 +333,7 @@ def decode_once(dataset_dict, size: int, processor, data_args: DataArguments, tr
 
 
 def _listed(problems: list[dict]) -> str:
-    return "\n".join(
-        f"  - [{p['kind']}] {p['path']}: {p['message']} (fix: {p['fix']})" for p in problems
-    )
+    return "\n".join(f"  - {Problem(**p)}" for p in problems)
 
 
 # SegFormer's fine-tuning recipe (paper section 4.1; MMSegmentation's segformer configs:
