@@ -38,23 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
-from nail_segformer.data.dataset import image_source, undecoded
+from nail_segformer.data.dataset import undecoded
 from nail_segformer.data.files import (
     DiskFullError,
     ImageReadError,
     MaskValuesError,
+    PairReadError,
     disk_full_message,
     is_disk_full,
     local_path,
-    portable_path,
     read_problem,
 )
-from nail_segformer.data.transforms import (
-    CACHED_COLUMNS,
-    encode_cached,
-    load_working_pair,
-    processor_size,
-)
+from nail_segformer.data.transforms import CACHED_COLUMNS, encode_cached, load_row, processor_size
 
 __all__ = [
     "CACHE_FORMAT",
@@ -167,16 +162,10 @@ def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids
 
 def _read(example: dict, size: int | None, nail_values, class_ids: bool):
     """``((image, labels, convention), None)``, or ``(None, the row saying why not)``."""
-    name = example.get("row")
-    sources = {"image": name or "a row", "label": name or "a row"}  # until they are known
     try:
-        sources = {c: image_source(example[c], name) for c in ("image", "label")}
-        pair = load_working_pair(
-            sources["image"], sources["label"], size, nail_values, True, class_ids
-        )
-    except ImageReadError as err:
-        return None, _failed(err, sources)
-    return pair, None
+        return load_row(example, size, nail_values, class_ids), None
+    except PairReadError as err:
+        return None, _failed(err.__cause__, {"image": err.image, "label": err.mask})
 
 
 def _failed(err: ImageReadError, sources: dict) -> dict:
@@ -188,7 +177,7 @@ def _failed(err: ImageReadError, sources: dict) -> dict:
         if isinstance(err, MaskValuesError) or text.startswith(("mask ", "cannot decode mask"))
         else "photo"
     )
-    path = portable_path(sources["label" if what == "mask" else "image"])
+    path = sources["label" if what == "mask" else "image"]
     kind, message, fix = read_problem(err, what, path)
     return dict(
         zip(CACHED_COLUMNS, (b"", b"", 0, 0, message), strict=True),

@@ -36,6 +36,9 @@ __all__ = [
     "processor_size",
     "working_size",
     "load_working_pair",
+    "load_row",
+    "encode_cached",
+    "decode_cached",
     "build_train_transforms",
     "SegmentationTransform",
     "attach_transforms",
@@ -267,6 +270,25 @@ def build_train_transforms(
 
 # Columns of a training split pre-resized by :mod:`nail_segformer.data.cache`: raw pixels at
 # the working size, their shape, and why a pair could not be read ("" when it could).
+def load_row(
+    row: dict, size: int | None, nail_values: tuple | None = None, class_ids: bool = False
+):
+    """:func:`load_working_pair` of a split's row (its undecoded ``image`` and ``label`` values,
+    and its ``row`` name if it has one): ``(image, labels, convention)``.
+
+    Raises:
+        PairReadError: the pair cannot be read; ``image`` and ``mask`` name what was read (the
+            row's name when it holds no image at all), the original error is its cause.
+    """
+    name = row.get("row")
+    image = mask = name or "a row"  # until the row's values say more
+    try:
+        image, mask = (image_source(row[c], name) for c in ("image", "label"))
+        return load_working_pair(image, mask, size, nail_values, True, class_ids)
+    except ImageReadError as err:
+        raise PairReadError(str(err), image=portable_path(image), mask=portable_path(mask)) from err
+
+
 CACHED_COLUMNS = ("image_encoded", "labels_encoded", "height", "width", "error")
 # Training copies are lossy (JPEG at quality 95 without chroma subsampling: 0.6-1.1 levels from
 # the exact pixels on phone photos, where 4:2:0 was 0.7-1.4; the recipe re-compresses photos as
@@ -414,19 +436,10 @@ class SegmentationTransform:
     def _load(self, batch: dict[str, list], row: int):
         if CACHED_COLUMNS[0] in batch:  # the cache holds readable pairs only
             return decode_cached(batch[CACHED_COLUMNS[0]][row], batch[CACHED_COLUMNS[1]][row])
-        name = batch["row"][row] if "row" in batch else None
-        image_path = mask_path = name or "a row"  # until they are known
         # Evaluation reads whole photos: the processor's resize of them is what inference sees.
         size = self.working_size if self.augment is not None else None
-        try:
-            image_path, mask_path = (image_source(batch[c][row], name) for c in ("image", "label"))
-            return load_working_pair(
-                image_path, mask_path, size, self.nail_values, class_ids=self.class_ids
-            )
-        except ImageReadError as err:
-            raise PairReadError(
-                str(err), image=portable_path(image_path), mask=portable_path(mask_path)
-            ) from err
+        values = {c: batch[c][row] for c in ("image", "label", "row") if c in batch}
+        return load_row(values, size, self.nail_values, self.class_ids)[:2]
 
     def _reseed(self) -> None:
         # Draw each sample's augmentation seed from torch's global generator, which the Trainer
