@@ -421,7 +421,7 @@ def check_pairs(
         remove_columns=dataset.column_names,
         keep_in_memory=True,
         num_proc=_processes(num_proc, dataset),
-        desc="Checking that every training pair decodes (once)",
+        desc="Checking that every pair decodes (once)",
     )
     keep, problems = _unreadable(summary.to_dict())
     return (dataset.select(keep) if problems else dataset), problems
