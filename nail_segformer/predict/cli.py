@@ -17,10 +17,10 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nail_segformer.data import ImageReadError, load_image, portable_path
 from nail_segformer.data.files import disk_full_message, folder_bytes, is_disk_full
-from nail_segformer.predict.evaluation import Evaluation, MaskLookup, format_report
 from nail_segformer.predict.infer import DEVICE_CHOICES, ONNX_FILES, ModelLoadError, onnx_file
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
 from nail_segformer.predict.predictor import (
@@ -30,6 +30,9 @@ from nail_segformer.predict.predictor import (
     Predictor,
     check_options,
 )
+
+if TYPE_CHECKING:
+    from nail_segformer.predict.evaluation import MaskLookup
 
 __all__ = ["build_parser", "main"]
 
@@ -130,7 +133,12 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 
 def _load(args) -> tuple[Predictor, MaskLookup | None]:
-    masks = MaskLookup(args.masks) if args.masks else None  # checked first: it is quick
+    masks = None
+    if args.masks:  # checked first: it is quick
+        # Evaluation imports the training metrics (torch): only when there is something to evaluate.
+        from nail_segformer.predict.evaluation import MaskLookup
+
+        masks = MaskLookup(args.masks)
     predictor = Predictor.from_pretrained(
         args.model,
         device=args.device,
@@ -156,8 +164,12 @@ class _Run:
     ):
         self.writer = writer
         self.masks = masks
-        # Nails are counted with the predictor's minimum area, so true and predicted agree.
-        self.evaluation = Evaluation(min_nail_area) if masks else None
+        self.evaluation = None
+        if masks is not None:
+            from nail_segformer.predict.evaluation import Evaluation
+
+            # Nails are counted with the predictor's minimum area, so true and predicted agree.
+            self.evaluation = Evaluation(min_nail_area)
         self.failures: list[tuple[str, str]] = []
         self.n_done = 0
 
@@ -249,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{state.n_done} of {len(items)} photo(s) done; outputs in {args.output}")
     if state.evaluation is not None:
+        from nail_segformer.predict.evaluation import format_report
+
         metrics = state.evaluation.metrics()
         print(format_report(state.evaluation, args.worst, metrics))
         report = {

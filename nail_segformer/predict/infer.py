@@ -1,9 +1,11 @@
 """Inference internals of :mod:`nail_segformer.predict`: loading, model runners, the two modes.
 
-A *runner* maps ``pixel_values`` (N, 3, H, W float32, normalised by the image processor) to
-``logits`` (N, C, H/4, W/4) as a float32 torch tensor; :class:`TorchRunner` and
+A *runner* maps ``pixel_values`` (N, 3, H, W float32, normalised as the image processor does) to
+``logits`` (N, C, H/4, W/4) as a float32 numpy array; :class:`TorchRunner` and
 :class:`OnnxRunner` do the same job with PyTorch or onnxruntime, so the rest of the pipeline
-does not know which one it drives.
+does not know which one it drives. Everything around the runner is numpy and PIL
+(:mod:`.pixels`): with :class:`OnnxRunner` and a local model folder, predicting imports neither
+torch nor transformers.
 
 Both modes give, per photo, :class:`Scores`: the model's output kept at the size the model saw,
 read at the photo's size one band of rows at a time, so that no full-size float map is ever
@@ -14,7 +16,7 @@ allocated (a 200 MP photo would need 800 MB per class and channel):
   ``post_process_semantic_segmentation``. For a two-class model the nail logit's margin over
   background is upsampled instead (interpolation is linear, so it is the margin of the
   upsampled logits): the same decision as the Hugging Face pipeline's argmax, up to rounding
-  at exact ties.
+  at exact ties. Probabilities are then computed only where the mask needs them.
 - :func:`slide_scores` scales the photo so that its short side is ``scale`` pixels and runs
   overlapping ``window``-sized crops of it; each crop's logits are upsampled to the crop, turned
   into probabilities and averaged over every crop covering a pixel, and the averaged map is
@@ -26,18 +28,25 @@ probabilities of the two, the mirrored one flipped back, are averaged.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from nail_segformer.data.transforms import processor_size
-from nail_segformer.labels import BACKGROUND, NAIL, upsample_logits
+from nail_segformer.labels import BACKGROUND, NAIL
+from nail_segformer.predict.pixels import (
+    PROCESSOR_FILE,
+    PixelSettings,
+    lerp_axis,
+    linear_taps,
+    resize_bilinear,
+)
 
 __all__ = [
     "DEVICE_CHOICES",
@@ -46,6 +55,7 @@ __all__ = [
     "ModelLoadError",
     "load_run_model",
     "load_run_processor",
+    "load_pixel_settings",
     "TorchRunner",
     "OnnxRunner",
     "Scores",
@@ -102,7 +112,7 @@ class ModelLoadError(ValueError):
 
 
 def _check_processor_folder(model: str) -> None:
-    if os.path.isdir(model) and not os.path.isfile(os.path.join(model, "preprocessor_config.json")):
+    if os.path.isdir(model) and not os.path.isfile(os.path.join(model, PROCESSOR_FILE)):
         raise ModelLoadError(
             f"model folder {model} has no preprocessor_config.json, so the photo size and "
             "normalisation the model was trained with are unknown. Pass the training run's "
@@ -127,6 +137,22 @@ def load_run_processor(model: str, revision: str | None = None):
         return load_image_processor(model, revision=revision, **kwargs)
     except OSError as err:
         raise ModelLoadError(f"cannot load the image processor of {model}: {err}") from err
+
+
+def load_pixel_settings(model: str, revision: str | None = None) -> PixelSettings:
+    """What the run's image processor does to a photo, read without transformers when the
+    model is a local folder whose processor file has a form Segformer processors save.
+
+    Raises:
+        ModelLoadError, HubUnavailableError: as :func:`load_run_processor`, which reads the
+            other files.
+    """
+    _check_processor_folder(model)
+    if os.path.isdir(model):
+        settings = PixelSettings.from_file(os.path.join(model, PROCESSOR_FILE))
+        if settings is not None:
+            return settings
+    return PixelSettings.from_processor(load_run_processor(model, revision))
 
 
 def load_run_model(model: str, revision: str | None = None):
@@ -159,22 +185,13 @@ def saved_threshold(model: str, revision: str | None = None, runner=None) -> flo
     Raises:
         ModelLoadError: the saved value is not a number in [0, 1).
     """
-    from transformers import PretrainedConfig
-
-    from nail_segformer.model import hub_loading_kwargs
-
     metadata = getattr(runner, "metadata", {})
     if "nail_threshold" in metadata:
         value, where = metadata["nail_threshold"], f"the metadata of {runner.path}"
     elif isinstance(runner, TorchRunner):
         value, where = getattr(runner.model.config, "nail_threshold", None), f"{model}/config.json"
     else:
-        kwargs = hub_loading_kwargs(model, "model config", revision=revision)
-        try:
-            config, _ = PretrainedConfig.get_config_dict(model, revision=revision, **kwargs)
-        except OSError:
-            config = {}  # an ONNX folder without config.json: argmax, as transformers.js does
-        value, where = config.get("nail_threshold"), f"{model}/config.json"
+        value, where = _saved_config(model, revision).get("nail_threshold"), f"{model}/config.json"
     if value is None:
         return None
     try:
@@ -189,12 +206,38 @@ def saved_threshold(model: str, revision: str | None = None, runner=None) -> flo
     return threshold
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU.
+def _saved_config(model: str, revision: str | None) -> dict:
+    """``config.json`` of a model folder or Hub id; empty when there is none (an ONNX folder
+    may have none: argmax then, as transformers.js does)."""
+    local = os.path.join(model, "config.json")
+    if os.path.isdir(model):
+        try:
+            with open(local, encoding="utf-8") as file:
+                config = json.load(file)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"cannot read {local}: {err}") from err
+        return config if isinstance(config, dict) else {}
+    from transformers import PretrainedConfig
+
+    from nail_segformer.model import hub_loading_kwargs
+
+    kwargs = hub_loading_kwargs(model, "model config", revision=revision)
+    try:
+        return PretrainedConfig.get_config_dict(model, revision=revision, **kwargs)[0]
+    except OSError:
+        return {}
+
+
+def resolve_device(device: str):
+    """The ``torch.device`` to run PyTorch on: ``auto`` picks CUDA when available, else CPU.
 
     Raises:
         ValueError: an unknown name, or ``cuda`` on a machine without a usable GPU.
     """
+    import torch
+
     if device not in DEVICE_CHOICES:
         raise ValueError(f"--device must be one of {DEVICE_CHOICES}, got {device!r}")
     if device == "auto":
@@ -215,14 +258,16 @@ class TorchRunner:
         device: where the model runs and where post-processing happens.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
+    def __init__(self, model, device):
         self.model = model.to(device).eval()
         self.device = device
 
-    def __call__(self, pixel_values: np.ndarray) -> torch.Tensor:
+    def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             inputs = torch.from_numpy(np.ascontiguousarray(pixel_values, dtype=np.float32))
-            return self.model(pixel_values=inputs.to(self.device)).logits.float()
+            return self.model(pixel_values=inputs.to(self.device)).logits.float().cpu().numpy()
 
 
 class OnnxRunner:
@@ -230,22 +275,32 @@ class OnnxRunner:
 
     Args:
         path: the ``.onnx`` file; its input must be ``pixel_values`` and its output ``logits``.
-        device: ``cuda`` uses onnxruntime's CUDA provider when the installed build has it.
+        device: ``cpu``; ``cuda`` or ``auto`` use onnxruntime's CUDA provider when the
+            installed build has it (``cuda`` without it is an error).
 
     Raises:
         ImportError: onnxruntime is missing (the message names the pip extra).
-        ValueError: the file is not an ONNX model with the expected input and output.
+        ValueError: the file is not an ONNX model with the expected input and output, or
+            ``cuda`` was asked for and onnxruntime has no CUDA provider.
     """
 
-    def __init__(self, path: str | os.PathLike, device: torch.device):
+    def __init__(self, path: str | os.PathLike, device: str = "cpu"):
         try:
             import onnxruntime as ort
         except ImportError as err:
             raise ImportError(
                 "--onnx needs onnxruntime: pip install 'nail_segformer[export]'"
             ) from err
+        if device not in DEVICE_CHOICES:
+            raise ValueError(f"--device must be one of {DEVICE_CHOICES}, got {device!r}")
         providers = ["CPUExecutionProvider"]
-        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device == "cuda" and not has_cuda:
+            raise ValueError(
+                "--device cuda was asked for but this onnxruntime has no CUDA provider "
+                "(pip install onnxruntime-gpu); use --device cpu or auto"
+            )
+        if device != "cpu" and has_cuda:
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(path), providers=providers)
@@ -260,11 +315,11 @@ class OnnxRunner:
                 f"{path} has inputs {inputs} and outputs {outputs}; expected input "
                 "'pixel_values' and output 'logits' (export with python -m nail_segformer.export)"
             )
-        self.device = torch.device("cpu")
+        self.device = "cuda" if providers[0] == "CUDAExecutionProvider" else "cpu"
 
-    def __call__(self, pixel_values: np.ndarray) -> torch.Tensor:
+    def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
         feed = {"pixel_values": np.ascontiguousarray(pixel_values, dtype=np.float32)}
-        return torch.from_numpy(self.session.run(["logits"], feed)[0])
+        return self.session.run(["logits"], feed)[0]
 
 
 # Elements of float work per band of rows: big enough to keep the kernels busy, small enough
@@ -272,15 +327,19 @@ class OnnxRunner:
 _BAND_ELEMENTS = 1 << 24
 
 
-def _source_rows(in_rows: int, out_rows: int, start: int, stop: int):
-    """Source rows and weights of output rows ``[start, stop)``, as ``F.interpolate`` computes
-    them for ``mode="bilinear", align_corners=False`` (in float32, as its CPU kernel does)."""
-    scale = torch.tensor(in_rows / out_rows, dtype=torch.float32)
-    source = ((torch.arange(start, stop, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0)
-    low = source.floor().long().clamp(max=in_rows - 1)
-    high = (low + 1).clamp(max=in_rows - 1)
-    weight = (source - low).clamp(0, 1)
-    return low, high, weight
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # exp overflows to inf for very negative margins: 1/inf = 0
+        return np.float32(1) / (np.float32(1) + np.exp(-values))
+
+
+def _softmax(values: np.ndarray, axis: int) -> np.ndarray:
+    shifted = np.exp(values - values.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def _logit(threshold: float) -> float:
+    """The margin whose sigmoid is ``threshold`` (-inf for 0)."""
+    return -math.inf if threshold <= 0 else math.log(threshold / (1 - threshold))
 
 
 @dataclass
@@ -295,45 +354,66 @@ class Scores:
         size: the photo's ``(height, width)``.
     """
 
-    values: torch.Tensor
+    values: np.ndarray
     kind: str
     size: tuple[int, int]
 
-    def bands(
-        self, threshold: float | None = None
-    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """``(first_row, nail_probability, nail_mask)`` for consecutive bands of the photo's rows.
-
-        Each band is (rows, W) on the scores' device: the float32 nail probability and a bool
-        mask, nail where the probability is above ``threshold``, or with None where the nail
-        class wins the argmax (a tie goes to the first class, background, as in ``argmax``).
-        """
+    def _upsampled_bands(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first_row, (K, C, rows, W) scores)`` upsampled to the photo's size, a band at a time."""
         height, width = self.size
-        k, c, h, _ = self.values.shape
-        # The width pass runs once at the model's row count; F.interpolate's row scale is
-        # then 1, so only its column weights apply, exactly as in a full-size interpolation.
-        wide = upsample_logits(self.values, (h, width))
+        k, c, h, w = self.values.shape
+        # The width pass runs once at the model's row count, the height pass per band: the two
+        # passes of one full-size bilinear resize.
+        wide = lerp_axis(self.values, linear_taps(w, width), axis=-1)
         rows = max(1, _BAND_ELEMENTS // (k * max(c, 2) * width))
         for start in range(0, height, rows):
             stop = min(height, start + rows)
-            low, high, weight = _source_rows(h, height, start, stop)
-            weight = weight.to(wide.device)[:, None]
-            band = wide[:, :, low] * (1 - weight) + wide[:, :, high] * weight
-            if self.kind == "margin" and k == 1:  # the argmax is exactly "margin above 0"
-                probability, argmax = band[0, 0].sigmoid(), band[0, 0] > 0
-            else:
-                if self.kind == "margin":
-                    # Two classes: each one's softmax share is the sigmoid of its margin.
-                    band = torch.cat([-band, band], 1).sigmoid()
-                elif self.kind == "logits":
-                    band = band.softmax(1)
-                mean = band.mean(0)
-                probability, argmax = mean[NAIL], mean.argmax(0) == NAIL
-            yield start, probability, argmax if threshold is None else probability > threshold
+            yield start, lerp_axis(wide, linear_taps(h, height, start, stop), axis=-2)
 
-    def nail_probability(self) -> torch.Tensor:
+    def _probability_band(self, band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(nail probability, argmax is nail)`` of an upsampled band, each (rows, W)."""
+        if self.kind == "margin" and band.shape[0] == 1:  # the argmax is exactly "margin above 0"
+            return _sigmoid(band[0, 0]), band[0, 0] > 0
+        if self.kind == "margin":  # two classes: each one's softmax share is its margin's sigmoid
+            band = _sigmoid(np.concatenate([-band, band], 1))
+        elif self.kind == "logits":
+            band = _softmax(band, axis=1)
+        mean = band.mean(0)
+        return mean[NAIL], mean.argmax(0) == NAIL
+
+    def bands(self, threshold: float | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(first_row, nail_mask, probability_of_nail_pixels)`` for consecutive bands of rows.
+
+        ``nail_mask`` is a (rows, W) bool band: nail where the nail probability is above
+        ``threshold``, or with None where the nail class wins the argmax (a tie goes to the first
+        class, background, as in ``argmax``). The second array holds the float32 nail
+        probability of the band's nail pixels, in row-major order. A single two-class margin
+        computes probabilities only near and above the cut, since the sigmoid is monotonic.
+        """
+        for start, band in self._upsampled_bands():
+            if self.kind == "margin" and band.shape[0] == 1:
+                margin = band[0, 0]
+                if threshold is None:
+                    nail = margin > 0
+                    yield start, nail, _sigmoid(margin[nail])
+                    continue
+                cut = _logit(threshold)
+                near = margin > cut - 1e-3 * max(1.0, abs(cut))  # float slack around the cut
+                probability = _sigmoid(margin[near])
+                above = probability > threshold
+                nail = np.zeros_like(near)
+                nail[near] = above
+                yield start, nail, probability[above]
+                continue
+            probability, argmax = self._probability_band(band)
+            nail = argmax if threshold is None else probability > threshold
+            yield start, nail, probability[nail]
+
+    def nail_probability(self) -> np.ndarray:
         """(H, W) float32 nail probability at the photo's size (allocates H x W x 4 bytes)."""
-        return torch.cat([probability for _, probability, _ in self.bands()])
+        return np.concatenate(
+            [self._probability_band(band)[0] for _, band in self._upsampled_bands()]
+        )
 
 
 def _with_mirror(pixel_values: np.ndarray, tta: bool) -> np.ndarray:
@@ -343,24 +423,8 @@ def _with_mirror(pixel_values: np.ndarray, tta: bool) -> np.ndarray:
     return np.concatenate([pixel_values, pixel_values[..., ::-1]])
 
 
-def _shrunk_for(processor, images: Sequence[Image.Image]) -> list[Image.Image]:
-    """The photos resized as the processor will resize them, with the same PIL filter.
-
-    The processor turns each photo into arrays (about 9 bytes a pixel, 1.8 GB for 200 MP)
-    before it resizes it; resizing the PIL image first gives the same pixels, and the
-    processor's own resize is then to the size the photo already has.
-    """
-    if not getattr(processor, "do_resize", False):
-        return list(images)
-    height, width = processor_size(processor)
-    resample = Image.Resampling(int(processor.resample))
-    return [
-        im.resize((width, height), resample) if im.size != (width, height) else im for im in images
-    ]
-
-
 def resize_scores(
-    runner, processor, images: Sequence[Image.Image], tta: bool = False
+    runner, settings: PixelSettings, images: Sequence[Image.Image], tta: bool = False
 ) -> Iterator[Scores]:
     """Run one batch in resize mode; yield each photo's :class:`Scores` at the model's size.
 
@@ -368,10 +432,7 @@ def resize_scores(
     logits); other models give ``"logits"``. With ``tta`` the mirrored photo's scores, flipped
     back, are a second term (bilinear upsampling commutes with a left-right flip).
     """
-    pixel_values = processor(images=_shrunk_for(processor, images), return_tensors="np")[
-        "pixel_values"
-    ]
-    logits = runner(_with_mirror(pixel_values, tta))
+    logits = runner(_with_mirror(settings.pixel_values(images), tta))
     kind = "logits"
     if logits.shape[1] == 2:
         logits, kind = (logits[:, NAIL] - logits[:, BACKGROUND])[:, None], "margin"
@@ -379,8 +440,8 @@ def resize_scores(
     for index, image in enumerate(images):
         terms = [logits[index]]
         if tta:
-            terms.append(logits[n + index].flip(-1))
-        yield Scores(torch.stack(terms), kind, (image.height, image.width))
+            terms.append(logits[n + index][..., ::-1])
+        yield Scores(np.stack(terms), kind, (image.height, image.width))
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -398,7 +459,7 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 def slide_scores(
     runner,
-    processor,
+    settings: PixelSettings,
     image: Image.Image,
     scale: int,
     window: tuple[int, int],
@@ -410,7 +471,7 @@ def slide_scores(
 
     Args:
         runner: a model runner.
-        processor: the Segformer image processor (its resampling filter, mean and std are used).
+        settings: the image processor's resampling filter and normalisation.
         image: RGB photo.
         scale: short side, in pixels, the photo is resized to before windows are cut.
         window: ``(height, width)`` of a window; shrunk to the scaled photo if it is smaller.
@@ -424,9 +485,9 @@ def slide_scores(
     scaled_w, scaled_h = scaled_size(image.width, image.height, scale)
     scaled = image
     if (scaled_w, scaled_h) != image.size:
-        scaled = image.resize((scaled_w, scaled_h), resample=processor.resample)
+        scaled = image.resize((scaled_w, scaled_h), Image.Resampling(settings.resample))
     # The processor's own normalisation, without its resize: the windows must keep the scale.
-    pixels = processor(images=[scaled], do_resize=False, return_tensors="np")["pixel_values"][0]
+    pixels = settings.normalise(scaled)
     win_h, win_w = min(window[0], scaled_h), min(window[1], scaled_w)
     boxes = [
         (top, left)
@@ -437,12 +498,13 @@ def slide_scores(
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start : start + batch_size]
         crops = np.stack([pixels[:, t : t + win_h, x : x + win_w] for t, x in chunk])
-        probs = upsample_logits(runner(_with_mirror(crops, tta)), (win_h, win_w)).softmax(1)
+        logits = runner(_with_mirror(crops, tta))
+        probs = _softmax(resize_bilinear(logits, (win_h, win_w)), axis=1)
         if tta:
-            probs = (probs[: len(chunk)] + probs[len(chunk) :].flip(-1)) / 2
+            probs = (probs[: len(chunk)] + probs[len(chunk) :, ..., ::-1]) / 2
         if total is None:
-            total = torch.zeros((probs.shape[1], scaled_h, scaled_w), device=probs.device)
-            count = torch.zeros((1, scaled_h, scaled_w), device=probs.device)
+            total = np.zeros((probs.shape[1], scaled_h, scaled_w), np.float32)
+            count = np.zeros((1, scaled_h, scaled_w), np.float32)
         for (top, left), prob in zip(chunk, probs, strict=True):
             total[:, top : top + win_h, left : left + win_w] += prob
             count[:, top : top + win_h, left : left + win_w] += 1

@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from nail_segformer.data import ROOT_CATEGORY, is_hidden_or_os_file, portable_path
 
@@ -170,6 +169,8 @@ def render_overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
         image: RGB photo, as seen (EXIF orientation applied).
         mask: (H, W) {0, 1} nail mask of the same size.
     """
+    from scipy import ndimage  # here: predicting masks only does without its import time
+
     nail = mask.astype(bool)
     pixels = np.array(image, dtype=np.uint8)
     # Only nail pixels go through float32, a band of rows at a time: a float copy of a whole

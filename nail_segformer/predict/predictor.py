@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from nail_segformer.data.transforms import processor_size
 from nail_segformer.metrics import count_nails, default_min_nail_area
 from nail_segformer.predict.infer import (
     ModelLoadError,
     OnnxRunner,
     Scores,
     TorchRunner,
+    load_pixel_settings,
     load_run_model,
     load_run_processor,
     resize_scores,
@@ -23,6 +23,7 @@ from nail_segformer.predict.infer import (
     saved_threshold,
     slide_scores,
 )
+from nail_segformer.predict.pixels import PixelSettings
 
 __all__ = [
     "MODES",
@@ -95,7 +96,7 @@ class Prediction:
     @property
     def nail_probability(self) -> np.ndarray:
         """(H, W) float32 nail probability in [0, 1], computed when asked (H x W x 4 bytes)."""
-        return self.scores.nail_probability().cpu().numpy()
+        return self.scores.nail_probability()
 
     @property
     def height(self) -> int:
@@ -111,7 +112,8 @@ class Predictor:
 
     Args:
         runner: a model runner (see :mod:`nail_segformer.predict.infer`).
-        processor: the run's Segformer image processor.
+        processor: the run's Segformer image processor, or its
+            :class:`~nail_segformer.predict.pixels.PixelSettings`.
         mode: ``resize`` or ``slide``.
         tta: average with the left-right mirrored photo.
         threshold: nail where its probability is above this; None uses the argmax.
@@ -148,10 +150,12 @@ class Predictor:
             overlap=overlap,
             batch_size=batch_size,
         )
+        if not isinstance(processor, PixelSettings):
+            processor = PixelSettings.from_processor(processor)
         self.runner, self.processor = runner, processor
         self.mode, self.tta, self.threshold = mode, tta, threshold
         self.min_nail_area, self.overlap, self.batch_size = min_nail_area, overlap, batch_size
-        size = processor_size(processor)
+        size = processor.size
         self.window = (window, window) if window else size
         self.slide_scale = slide_scale or 2 * min(size)
 
@@ -165,7 +169,9 @@ class Predictor:
         threshold: float | str | None = "model",
         **kwargs,
     ) -> Predictor:
-        """Load a trained output folder (or Hub id) and its image processor.
+        """Load a trained output folder (or Hub id) and its image processor's settings.
+
+        With ``onnx`` and a local folder, neither torch nor transformers is imported.
 
         Args:
             model: training output folder or Hub id (``hub_loading_kwargs`` fails fast offline).
@@ -183,22 +189,23 @@ class Predictor:
             HubUnavailableError: a Hub id while offline and not cached.
         """
         model = str(model)
-        torch_device = resolve_device(device)
-        processor = load_run_processor(model, revision)
         if onnx is not None:
-            runner = OnnxRunner(onnx, torch_device)
+            settings = load_pixel_settings(model, revision)
+            runner = OnnxRunner(onnx, device)
         else:
-            runner = TorchRunner(load_run_model(model, revision), torch_device)
+            runner_device = resolve_device(device)
+            settings = load_pixel_settings(model, revision)
+            runner = TorchRunner(load_run_model(model, revision), runner_device)
         if threshold == "model":
             threshold = saved_threshold(model, revision, runner)
         elif threshold == "argmax":
             threshold = None
-        predictor = cls(runner, processor, threshold=threshold, **kwargs)
+        predictor = cls(runner, settings, threshold=threshold, **kwargs)
         logger.info(
             "predicting with %s (%s) on %s: mode %s, tta %s, threshold %s",
             model,
             f"ONNX {onnx}" if onnx else "PyTorch",
-            torch_device,
+            runner.device,
             predictor.mode,
             predictor.tta,
             predictor.threshold,
@@ -243,9 +250,9 @@ class Predictor:
         height, width = scores.size
         mask = np.empty((height, width), np.uint8)
         confidence_sum = 0.0
-        for start, probability, nail in scores.bands(self.threshold):
-            mask[start : start + nail.shape[0]] = nail.cpu().numpy()
-            confidence_sum += float(probability[nail].double().sum())
+        for start, nail, probability in scores.bands(self.threshold):
+            mask[start : start + nail.shape[0]] = nail
+            confidence_sum += float(probability.sum(dtype=np.float64))
         nail_pixels = int(np.count_nonzero(mask))
         return Prediction(
             mask=mask,
