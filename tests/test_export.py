@@ -95,6 +95,30 @@ def test_predict_cli_accepts_onnx(tiny_run_dir, exported, photos, tmp_path):
     assert Image.open(out / record["mask"]).size == photos[0].size
 
 
+def test_predict_with_onnx_imports_neither_torch_nor_transformers(
+    tiny_run_dir, exported, photos, tmp_path
+):
+    # Their imports took longer than the forward passes over a folder of 48 photos (issue 41).
+    photo = tmp_path / "photo.png"
+    photos[0].save(photo)
+    argv = ["--model", str(tiny_run_dir), "--onnx", str(exported[2]), "--input", str(photo)]
+    argv += ["--output", str(tmp_path / "out"), "--no_progress"]  # with the default overlays
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['predict', *{argv!r}]\n"
+        "try:\n"
+        "    runpy.run_module('nail_segformer.predict', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "heavy = {'torch', 'transformers', 'scipy', 'datasets', 'evaluate', 'albumentations'}\n"
+        "print(sorted(heavy & {name.split('.')[0] for name in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "masks" / "photo.png").is_file()
+
+
 def test_export_without_processor_is_a_usage_error(tiny_run_dir, tmp_path, capsys):
     model_dir = tmp_path / "model"
     model_dir.mkdir()

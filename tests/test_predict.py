@@ -166,6 +166,118 @@ def test_render_overlay_tints_nails_and_keeps_background():
     assert not np.array_equal(pixels[10, 20], pixels[20, 20])  # outline differs from fill
 
 
+# --------------------------------------------------------------------------- pixels
+
+# preprocessor_config.json as files in the wild hold it: what save_pretrained writes (None), the
+# legacy file of nvidia/segformer-*-finetuned-ade-512-512, and settings a user may have changed.
+_PROCESSOR_FILES = {
+    "saved": None,
+    "legacy ADE20k": {
+        "do_normalize": True,
+        "do_resize": True,
+        "feature_extractor_type": "SegformerFeatureExtractor",
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "reduce_labels": True,
+        "resample": 2,
+        "size": 512,
+    },
+    "custom": {
+        "size": {"height": 96, "width": 64},
+        "resample": 3,
+        "image_mean": 0.5,
+        "image_std": [0.25, 0.5, 0.75],
+        "rescale_factor": 0.004,
+    },
+    "no normalise": {"size": 48, "do_normalize": False},
+    "no rescale": {"size": 48, "do_rescale": False},
+}
+
+
+def _processor_folder(folder: Path, saved: dict | None) -> Path:
+    from nail_segformer.data.transforms import load_image_processor
+
+    folder.mkdir()
+    if saved is None:
+        load_image_processor(None, size=64).save_pretrained(folder)
+    else:
+        (folder / "preprocessor_config.json").write_text(json.dumps(saved))
+    return folder
+
+
+@pytest.mark.parametrize("name", list(_PROCESSOR_FILES))
+def test_pixel_settings_read_without_transformers_give_the_processors_pixel_values(name, tmp_path):
+    from nail_segformer.predict.infer import load_run_processor
+    from nail_segformer.predict.pixels import PixelSettings
+
+    folder = _processor_folder(tmp_path / "model", _PROCESSOR_FILES[name])
+    settings = PixelSettings.from_file(folder / "preprocessor_config.json")
+    processor = load_run_processor(str(folder))
+    assert settings == PixelSettings.from_processor(processor)
+    photos = [_photo(i, size) for i, size in enumerate([(96, 64), (50, 70), (130, 20)])]
+    expected = processor(images=photos, return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(settings.pixel_values(photos), expected)  # bit for bit
+
+
+@pytest.mark.parametrize(
+    ("saved", "outcome"),
+    [
+        (
+            {"size": 64, "do_center_crop": True},
+            64,
+        ),  # a key Segformer ignores: transformers reads it
+        ({"size": {"shortest_edge": 64}}, "needs a height and a width"),
+        ({"size": 64, "image_mean": [0.5, 0.5]}, "image_mean"),
+    ],
+)
+def test_other_processor_files_are_read_by_transformers_or_refused_by_name(
+    saved, outcome, tmp_path
+):
+    from nail_segformer.predict.infer import ModelLoadError, load_pixel_settings
+    from nail_segformer.predict.pixels import PixelSettings
+
+    folder = _processor_folder(tmp_path / "model", saved)
+    assert PixelSettings.from_file(folder / "preprocessor_config.json") is None
+    if isinstance(outcome, int):
+        assert load_pixel_settings(str(folder)).size == (outcome, outcome)
+    else:
+        with pytest.raises(ModelLoadError, match=outcome) as caught:
+            load_pixel_settings(str(folder))
+        assert "preprocessor_config.json" in str(caught.value)
+
+
+def test_masks_match_a_full_size_torch_reference(learned_run_dir, synthetic_root):
+    """Issue 41's fidelity bar: at the run's threshold, against transformers' processor, the
+    model, ``F.interpolate`` of the logits to the photo and a softmax, at most 0.1% of pixels
+    differ, each within 2 pixels of a nail's edge."""
+    from scipy import ndimage
+    from transformers import SegformerForSemanticSegmentation
+
+    from nail_segformer.predict.infer import load_run_processor
+
+    predictor = Predictor.from_pretrained(learned_run_dir, device="cpu")
+    assert predictor.threshold is not None  # the run chose one on validation
+    processor = load_run_processor(str(learned_run_dir))
+    model = SegformerForSemanticSegmentation.from_pretrained(learned_run_dir).eval()
+    photos = [load_image(pair.image) for pair in find_pairs(synthetic_root).pairs[:4]]
+    photos.append(photos[0].resize((1000, 700)))  # another aspect ratio
+    for photo, prediction in zip(photos, predictor.predict(photos), strict=True):
+        with torch.inference_mode():
+            pixels = processor(images=[photo], return_tensors="pt")["pixel_values"]
+            logits = torch.nn.functional.interpolate(
+                model(pixel_values=pixels).logits,
+                size=(photo.height, photo.width),
+                mode="bilinear",
+                align_corners=False,
+            )
+        expected = (logits.softmax(1)[0, 1] > predictor.threshold).numpy()
+        differs = prediction.mask.astype(bool) != expected
+        assert differs.mean() <= 0.001
+        edge = expected ^ ndimage.binary_erosion(expected)  # nail pixels on a nail's edge
+        near_edge = ndimage.binary_dilation(edge, iterations=2)
+        assert near_edge[differs].all()
+
+
 # --------------------------------------------------------------------------- modes
 
 

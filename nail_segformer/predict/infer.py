@@ -144,15 +144,20 @@ def load_pixel_settings(model: str, revision: str | None = None) -> PixelSetting
     model is a local folder whose processor file has a form Segformer processors save.
 
     Raises:
-        ModelLoadError, HubUnavailableError: as :func:`load_run_processor`, which reads the
-            other files.
+        ModelLoadError: as :func:`load_run_processor`, which reads the other files, or settings
+            predict cannot apply.
+        HubUnavailableError: a Hub id while offline and not cached.
     """
     _check_processor_folder(model)
     if os.path.isdir(model):
         settings = PixelSettings.from_file(os.path.join(model, PROCESSOR_FILE))
         if settings is not None:
             return settings
-    return PixelSettings.from_processor(load_run_processor(model, revision))
+    processor = load_run_processor(model, revision)
+    try:
+        return PixelSettings.from_processor(processor)
+    except ValueError as err:
+        raise ModelLoadError(f"the image processor of {model} ({PROCESSOR_FILE}): {err}") from err
 
 
 def load_run_model(model: str, revision: str | None = None):

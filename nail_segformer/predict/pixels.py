@@ -83,18 +83,33 @@ class PixelSettings:
 
     @classmethod
     def from_processor(cls, processor) -> PixelSettings:
-        """The settings of a loaded (transformers) Segformer image processor."""
-        from nail_segformer.data.transforms import processor_size
+        """The settings of a loaded (transformers) Segformer image processor.
 
+        Raises:
+            ValueError: settings predict cannot apply (a size without height and width, a mean
+                or std not of one or three channels); the message says which.
+        """
+        size = processor.size
+        sides = tuple(size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+                      for key in ("height", "width"))  # fmt: skip
+        if not all(isinstance(side, int) and side > 0 for side in sides):
+            raise ValueError(
+                f"size is {dict(size) if size else size}; predict needs a height and a width"
+            )
+        channels = {}
+        for name in ("image_mean", "image_std"):
+            value = getattr(processor, name)
+            channels[name] = _channels(value if isinstance(value, int | float) else list(value))
+            if channels[name] is None:
+                raise ValueError(f"{name} is {value!r}; give one number or one per RGB channel")
         return cls(
-            size=processor_size(processor),
+            size=sides,
             resample=int(processor.resample),
             do_resize=bool(processor.do_resize),
             do_rescale=bool(processor.do_rescale),
             rescale_factor=float(processor.rescale_factor),
             do_normalize=bool(processor.do_normalize),
-            image_mean=_channels(list(processor.image_mean)) or (),
-            image_std=_channels(list(processor.image_std)) or (),
+            **channels,
         )
 
     @classmethod
