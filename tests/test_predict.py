@@ -292,6 +292,25 @@ def test_resize_mode_matches_the_hf_pipeline(tiny_run_dir, predictor):
         np.testing.assert_array_equal(prediction.mask, expected)
 
 
+def test_predict_batches_keeps_order_and_empty_batches_and_raises_what_the_source_raises(
+    confident_run_dir,
+):
+    predictor = Predictor.from_pretrained(confident_run_dir, device="cpu")
+    photos = [_photo(i, size) for i, size in enumerate([(96, 64), (50, 70), (64, 64)])]
+    streamed = list(predictor.predict_batches([photos[:2], [], photos[2:]]))
+    assert [len(batch) for batch in streamed] == [2, 0, 1]
+    for photo, got in zip(photos, [p for batch in streamed for p in batch], strict=True):
+        [alone] = predictor.predict([photo])
+        np.testing.assert_allclose(got.nail_probability, alone.nail_probability, atol=1e-5)
+
+    def failing():  # the source is read in a background thread: its error must still arrive
+        yield photos[:1]
+        raise OSError("the photo folder went away")
+
+    with pytest.raises(OSError, match="went away"):
+        list(predictor.predict_batches(failing()))
+
+
 def test_flip_tta_averages_the_unmirrored_mirror_prediction(confident_run_dir, square_photos):
     plain = Predictor.from_pretrained(confident_run_dir, device="cpu")
     tta = Predictor.from_pretrained(confident_run_dir, device="cpu", tta=True)

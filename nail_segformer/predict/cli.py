@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -209,16 +210,30 @@ class _Run:
 
 
 def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, progress) -> None:
-    """Read, predict and finish the photos ``batch_size`` at a time."""
-    for start in range(0, len(items), predictor.batch_size):
-        chunk = items[start : start + predictor.batch_size]
-        loaded = []
-        for item in chunk:
-            try:
-                loaded.append((item, load_image(item.path)))
-            except ImageReadError as err:
-                state.fail(portable_path(item.path), portable_path(str(err)))
-        predictions = predictor.predict([image for _, image in loaded])
+    """Read, predict and finish the photos ``batch_size`` at a time.
+
+    Photos are read inside the batches' iterable, which the predictor draws from in a background
+    thread while the model runs; what each batch read is handed back here, in order, so that
+    records are written by this thread alone.
+    """
+    reads: deque[tuple[list, list, list[InputItem]]] = deque()  # (loaded, failed, chunk)
+
+    def batches():
+        for start in range(0, len(items), predictor.batch_size):
+            chunk = items[start : start + predictor.batch_size]
+            loaded, failed = [], []
+            for item in chunk:
+                try:
+                    loaded.append((item, load_image(item.path)))
+                except ImageReadError as err:
+                    failed.append((item, err))
+            reads.append((loaded, failed, chunk))
+            yield [image for _, image in loaded]
+
+    for predictions in predictor.predict_batches(batches()):
+        loaded, failed, chunk = reads.popleft()
+        for item, err in failed:
+            state.fail(portable_path(item.path), portable_path(str(err)))
         for (item, image), prediction in zip(loaded, predictions, strict=True):
             state.finish(item, image, prediction)
         progress.update(len(chunk))

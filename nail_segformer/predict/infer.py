@@ -60,6 +60,7 @@ __all__ = [
     "OnnxRunner",
     "Scores",
     "resolve_device",
+    "resize_inputs",
     "resize_scores",
     "scaled_size",
     "slide_scores",
@@ -428,25 +429,36 @@ def _with_mirror(pixel_values: np.ndarray, tta: bool) -> np.ndarray:
     return np.concatenate([pixel_values, pixel_values[..., ::-1]])
 
 
+def resize_inputs(
+    settings: PixelSettings, images: Sequence[Image.Image], tta: bool = False
+) -> np.ndarray:
+    """The model input of one batch in resize mode (the mirrored photos after them with ``tta``)."""
+    return _with_mirror(settings.pixel_values(images), tta)
+
+
 def resize_scores(
-    runner, settings: PixelSettings, images: Sequence[Image.Image], tta: bool = False
+    logits: np.ndarray, sizes: Sequence[tuple[int, int]], tta: bool = False
 ) -> Iterator[Scores]:
-    """Run one batch in resize mode; yield each photo's :class:`Scores` at the model's size.
+    """Each photo's :class:`Scores` from the logits of :func:`resize_inputs`' batch.
+
+    Args:
+        logits: the runner's output for that batch.
+        sizes: the photos' ``(height, width)``.
+        tta: the batch holds the mirrored photos too.
 
     A two-class model's scores are its nail margin (``"margin"``, half the memory of both
     logits); other models give ``"logits"``. With ``tta`` the mirrored photo's scores, flipped
     back, are a second term (bilinear upsampling commutes with a left-right flip).
     """
-    logits = runner(_with_mirror(settings.pixel_values(images), tta))
     kind = "logits"
     if logits.shape[1] == 2:
         logits, kind = (logits[:, NAIL] - logits[:, BACKGROUND])[:, None], "margin"
-    n = len(images)
-    for index, image in enumerate(images):
+    n = len(sizes)
+    for index, size in enumerate(sizes):
         terms = [logits[index]]
         if tta:
             terms.append(logits[n + index][..., ::-1])
-        yield Scores(np.stack(terms), kind, (image.height, image.width))
+        yield Scores(np.stack(terms), kind, size)
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -232,7 +232,9 @@ class OutputWriter:
         paths = {"mask": f"masks/{item.output_stem}.png", "overlay": None}
         mask_path = self.output_dir / paths["mask"]
         mask_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)  # 2-D uint8: L
+        # 2-D uint8: an L PNG; level 1 of zlib, about 3x faster than the default 6, and a mask
+        # of a few smooth blobs compresses nearly as well.
+        Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path, compress_level=1)
         if self.overlay_format != "none":
             paths["overlay"] = f"overlays/{item.output_stem}.{self.overlay_format}"
             overlay_path = self.output_dir / paths["overlay"]

@@ -179,17 +179,25 @@ class PixelSettings:
             return image
         return image.resize((width, height), Image.Resampling(self.resample))
 
-    def normalise(self, image: Image.Image) -> np.ndarray:
-        """(3, H, W) float32 model input of an RGB photo at its own size."""
+    def normalise(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
+        """(3, H, W) float32 model input of an RGB photo at its own size (into ``out``)."""
         pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-        out = np.empty((3, *pixels.shape[:2]), np.float32)
+        if out is None:
+            out = np.empty((3, *pixels.shape[:2]), np.float32)
         for channel in range(3):
             np.take(self.levels[channel], pixels[..., channel], out=out[channel])
         return out
 
     def pixel_values(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(N, 3, H, W) float32 ``pixel_values``, as ``processor(images)["pixel_values"]``."""
-        return np.stack([self.normalise(self.resize(image)) for image in images])
+        resized = [self.resize(image) for image in images]
+        if len({image.size for image in resized}) > 1:  # no resize: photos keep their sizes
+            raise ValueError("photos of different sizes make no batch without do_resize")
+        width, height = resized[0].size
+        batch = np.empty((len(resized), 3, height, width), np.float32)
+        for index, image in enumerate(resized):
+            self.normalise(image, out=batch[index])  # written in place: no copy of the batch
+        return batch
 
 
 def linear_taps(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,7 @@ from nail_segformer.predict.infer import (
     load_pixel_settings,
     load_run_model,
     load_run_processor,
+    resize_inputs,
     resize_scores,
     resolve_device,
     saved_threshold,
@@ -41,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 MODES = ("resize", "slide")
 TTA_CHOICES = ("none", "flip")
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def check_options(
@@ -222,28 +229,61 @@ class Predictor:
         Returns:
             One :class:`Prediction` per photo, in order, each at its photo's size.
         """
-        images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        predictions = []
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size]
-            if self.mode == "resize":
-                results = resize_scores(self.runner, self.processor, batch, self.tta)
-            else:
-                results = (
-                    slide_scores(
-                        self.runner,
-                        self.processor,
-                        image,
-                        self.slide_scale,
-                        self.window,
-                        self.overlap,
-                        self.batch_size,
-                        self.tta,
-                    )
-                    for image in batch
-                )
-            predictions += [self._finish(scores) for scores in results]
-        return predictions
+        batches = (images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size))
+        return [prediction for batch in self.predict_batches(batches) for prediction in batch]
+
+    def predict_batches(
+        self, batches: Iterable[Sequence[Image.Image]]
+    ) -> Iterator[list[Prediction]]:
+        """Predict batches of photos as they come, one list of predictions per batch, in order.
+
+        In resize mode, while the model runs on one batch a background thread draws the next
+        from ``batches`` and turns it into model input (so reading photos inside the iterable
+        overlaps the forward pass too; PIL, numpy and the runners release the GIL). That hides
+        the photos' preparation behind a GPU's forward pass; on a CPU whose cores the runner
+        already keeps busy it measured neither faster nor slower (``benchmarks/RESULTS.md``).
+        Masks are read from the scores here: in a second thread they slowed onnxruntime's
+        spinning threads more than they saved.
+
+        Args:
+            batches: lists of photos as :meth:`predict` takes them; a list may be empty.
+        """
+        if self.mode != "resize":
+            for batch in batches:
+                yield [self._finish(self._slide(_rgb(image))) for image in batch]
+            return
+        source = iter(batches)
+
+        def prepare():
+            batch = next(source, None)
+            if batch is None:
+                return None
+            batch = [_rgb(image) for image in batch]
+            return batch, resize_inputs(self.processor, batch, self.tta) if batch else None
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-input") as inputs:
+            pending = inputs.submit(prepare)
+            while (prepared := pending.result()) is not None:
+                pending = inputs.submit(prepare)
+                batch, pixel_values = prepared
+                if not batch:
+                    yield []
+                    continue
+                sizes = [(image.height, image.width) for image in batch]
+                scores = resize_scores(self.runner(pixel_values), sizes, self.tta)
+                yield [self._finish(one) for one in scores]
+
+    def _slide(self, image: Image.Image) -> Scores:
+        return slide_scores(
+            self.runner,
+            self.processor,
+            image,
+            self.slide_scale,
+            self.window,
+            self.overlap,
+            self.batch_size,
+            self.tta,
+        )
 
     def _finish(self, scores: Scores) -> Prediction:
         """One :class:`Prediction`, read from ``scores`` a band of rows at a time."""
