@@ -13,7 +13,9 @@ process with the option the entry points set (``nail_segformer.runtime``):
    run them, whole processes over photo files: ``python -m nail_segformer.predict`` (torch,
    ONNX fp32 and int8; masks only, and with today's default overlays) against a script calling
    ``pipeline("image-segmentation")`` on each path and saving its nail mask, on small photos
-   (``python -m nail_segformer.synthetic DIR --n 48 --seed 7``) and 12 MP phone JPEGs.
+   (``python -m nail_segformer.synthetic DIR --n 48 --seed 7``) and 12 MP phone JPEGs;
+4. which model for which device: MiT-nano and MiT-b0 at 256 and 512 px in PyTorch, ONNX fp32
+   and ONNX int8, one photo's latency on one thread and photos/s on two, with file sizes.
 
     python benchmarks/run.py            # full run (about 15 minutes on 2 idle CPU cores)
     python benchmarks/run.py --smoke    # seconds: checks that every figure is produced
@@ -41,13 +43,16 @@ CONFIGS = {
              "eval": {"preset": "tiny", "size": 512, "batch": 8, "workers": 2, "n": [64, 512]},
              "eval_time": {"preset": "mit-b0", "size": 512, "batch": 8, "workers": 2, "n": 32},
              "infer": {"preset": "mit-b0", "size": 512, "n": 32, "batch": 8},
-             "files": {"small": 48, "phone_per_shape": 3, "phone_scale": 1, "rounds": 2}},
+             "files": {"small": 48, "phone_per_shape": 3, "phone_scale": 1, "rounds": 2},
+             "devices": {"presets": ["mit-nano", "mit-b0"], "sizes": [256, 512], "runs": 7,
+                         "batch": 4}},
     "smoke": {"photos": 8,
               "train": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "steps": 1},
               "eval": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "n": [4, 8]},
               "eval_time": {"preset": "tiny", "size": 64, "batch": 2, "workers": 0, "n": 4},
               "infer": {"preset": "tiny", "size": 64, "n": 4, "batch": 2},
-              "files": {"small": 4, "phone_per_shape": 1, "phone_scale": 8, "rounds": 1}},
+              "files": {"small": 4, "phone_per_shape": 1, "phone_scale": 8, "rounds": 1},
+              "devices": {"presets": ["tiny"], "sizes": [64], "runs": 1, "batch": 2}},
 }  # fmt: skip
 # Goals: the package's way may cost this much at most (ratios, ours ÷ baseline or inverse).
 TRAINING_GOAL, EVAL_TIME_GOAL, INFERENCE_GOAL = 0.90, 1.10, 3.0
@@ -358,6 +363,75 @@ def _from_files(fc: dict, work: Path, int8_forward: float) -> list[list]:
     return rows
 
 
+def job_devices(model_dir: str, preset: str, size: int, runs: int, batch: int) -> dict:
+    """Forward passes of one model (random weights) in PyTorch, ONNX fp32 and ONNX int8, on
+    tensors in memory: the median latency of one photo on one thread (a phone core's proxy), the
+    photos/s of batches on two threads (fastest of two rounds), and each file's size."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from nail_segformer.data import ID2LABEL
+    from nail_segformer.data.transforms import load_image_processor
+    from nail_segformer.export import export_folder
+    from nail_segformer.model import build_model
+
+    model = build_model(preset, ID2LABEL, seed=SEED).eval()
+    model.save_pretrained(model_dir)
+    paths = export_folder(model, load_image_processor(None, size=size), model_dir, (size, size))
+    files = {"PyTorch": Path(model_dir) / "model.safetensors", "ONNX fp32": paths["fp32"],
+             "ONNX int8": paths["int8"]}  # fmt: skip
+    x = np.random.default_rng(SEED).standard_normal((batch, 3, size, size), dtype=np.float32)
+
+    def runner(name: str, threads: int):
+        if name == "PyTorch":
+            torch.set_num_threads(threads)
+            return lambda inputs: model(pixel_values=torch.from_numpy(inputs))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(
+            str(files[name]), options, providers=["CPUExecutionProvider"]
+        )
+        return lambda inputs: session.run(["logits"], {"pixel_values": inputs})
+
+    def seconds(run, inputs) -> float:
+        start = time.perf_counter()
+        run(inputs)
+        return time.perf_counter() - start
+
+    result = {}
+    with torch.inference_mode():
+        for name, file in files.items():
+            one = runner(name, 1)
+            one(x[:1])  # first-call allocations
+            latency = statistics.median(seconds(one, x[:1]) for _ in range(runs))
+            two = runner(name, 2)
+            two(x)
+            rate = batch / min(seconds(two, x) for _ in range(2))
+            result[name] = {"mib": file.stat().st_size / 2**20, "latency_ms": 1000 * latency,
+                            "photos_s": rate}  # fmt: skip
+    return result
+
+
+def _rate(value: float) -> str:
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def devices_table(dc: dict, work: Path) -> str:
+    """Which model for which device: one row per model, input size and runtime."""
+    rows = []
+    for preset in dc["presets"]:
+        for size in dc["sizes"]:
+            found = run_child("run", {"job": "devices", "model_dir": str(work / f"dev-{preset}-{size}"),
+                                      "preset": preset, "size": size, "runs": dc["runs"],
+                                      "batch": dc["batch"]})  # fmt: skip
+            for name, figures in found.items():
+                rows.append([preset, size, name, f"{figures['mib']:.1f}",
+                             f"{figures['latency_ms']:.0f}", _rate(figures["photos_s"])])  # fmt: skip
+    return format_table(["model", "px", "runtime", "file MiB", "latency ms, 1 thread",
+                         f"photos/s, 2 threads, batch {dc['batch']}"], rows)  # fmt: skip
+
+
 def job_pipeline_files(model_dir: str, photos: list[str], out_dir: str) -> dict:
     """``pipeline("image-segmentation")`` on each photo file, as a user calls it (batch 1), its
     nail mask saved as PNG (what ``predict --overlay_format none`` writes)."""
@@ -382,15 +456,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nail-bench-") as tmp:
         work = Path(args.workdir or tmp)
         rows = measure(cfg, work, make_photos(work / f"photos-{cfg['photos']}", cfg["photos"]))
+        devices = devices_table(cfg["devices"], work)
     marks = {True: "yes", False: "**NO**", None: "-"}
     print(format_table(["#", "figure", "ours", "baseline", "ratio", "goal", "met?"],
                        [[*row[:4], f"{row[4]:.3g}", row[5], marks[row[6]]] for row in rows]))  # fmt: skip
+    print(f"\nWhich model for which device (forward passes on tensors in memory):\n\n{devices}")
     print(f"\n`{info['command']}`, {time.perf_counter() - started:.0f} s; {info['summary']}")
     return 0
 
 
 if __name__ == "__main__":
     jobs = {"train": job_train, "eval": job_eval, "infer": job_infer, "onnx": job_onnx,
-            "pipeline_files": job_pipeline_files}  # fmt: skip
+            "pipeline_files": job_pipeline_files, "devices": job_devices}  # fmt: skip
     if not child_main(jobs):
         sys.exit(main())

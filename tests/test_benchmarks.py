@@ -84,6 +84,12 @@ def _table_rows(stdout: str) -> list[list[str]]:
 
 def test_run_prints_every_figure(tmp_path):
     stdout = _run("run.py", "--smoke", "--workdir", str(tmp_path), cwd=tmp_path, timeout=900)
+    assert "commit" in stdout and "torch" in stdout  # the machine and versions line
+    stdout, devices = stdout.split("Which model for which device", 1)
+    header, *device_rows = _table_rows(devices)
+    assert header[:3] == ["model", "px", "runtime"], devices
+    assert [row[2] for row in device_rows] == ["PyTorch", "ONNX fp32", "ONNX int8"], devices
+    assert all(row[:2] == ["tiny", "64"] and min(_numbers(row[3:])) >= 0 for row in device_rows)
     rows = _table_rows(stdout)
     assert len(rows) == len(RUN_FIGURES), stdout
     for (question, figure), row in zip(RUN_FIGURES, rows, strict=True):
@@ -92,7 +98,6 @@ def test_run_prints_every_figure(tmp_path):
         assert row[6] in ("yes", "**NO**", "-"), row
         if any(key in row[1] for key in MUST_BE_MET):
             assert row[6] == "yes", row
-    assert "commit" in stdout and "torch" in stdout  # the machine and versions line
 
 
 def test_metrics_cost_smoke_prints_every_figure(tmp_path):
