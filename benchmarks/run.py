@@ -249,7 +249,9 @@ def job_onnx(data_root: str, model_dir: str, preset: str, size: int, n: int, bat
     photos = [load_image(p) for p in sorted((Path(data_root) / "Images").rglob("*.jpg"))[:n]]
     x = processor(images=photos, return_tensors="np")["pixel_values"]
     best = {}
-    sessions = {k: ort.InferenceSession(str(v), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()  # as predict's OnnxRunner sets it
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sessions = {k: ort.InferenceSession(str(v), options, providers=["CPUExecutionProvider"])
                 for k, v in files.items()}  # fmt: skip
     for _ in range(3):  # the first round warms every session up
         for name, session in sessions.items():

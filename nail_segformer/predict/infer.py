@@ -309,7 +309,12 @@ class OnnxRunner:
         if device != "cpu" and has_cuda:
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            options = ort.SessionOptions()
+            # Idle pool threads sleep instead of spinning, so that the photos' preparation and
+            # masks (threads of Predictor.predict_batches) get the cores between its kernels; the
+            # forward pass alone measured no slower (benchmarks/RESULTS.md).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as err:  # onnxruntime raises its own exception types
             raise ValueError(f"cannot load the ONNX model {path}: {err}") from err
         self.path = path

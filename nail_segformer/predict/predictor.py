@@ -237,13 +237,11 @@ class Predictor:
     ) -> Iterator[list[Prediction]]:
         """Predict batches of photos as they come, one list of predictions per batch, in order.
 
-        In resize mode, while the model runs on one batch a background thread draws the next
-        from ``batches`` and turns it into model input (so reading photos inside the iterable
-        overlaps the forward pass too; PIL, numpy and the runners release the GIL). That hides
-        the photos' preparation behind a GPU's forward pass; on a CPU whose cores the runner
-        already keeps busy it measured neither faster nor slower (``benchmarks/RESULTS.md``).
-        Masks are read from the scores here: in a second thread they slowed onnxruntime's
-        spinning threads more than they saved.
+        In resize mode three stages overlap: while the model runs on one batch, a background
+        thread draws the next batch from ``batches`` and turns it into model input (so reading
+        photos inside the iterable overlaps the forward pass too), and another reads the
+        previous batch's masks from its scores. PIL, numpy, OpenCV and the runners release the
+        GIL. A batch's predictions are yielded once the model has run on the next one.
 
         Args:
             batches: lists of photos as :meth:`predict` takes them; a list may be empty.
@@ -261,17 +259,25 @@ class Predictor:
             batch = [_rgb(image) for image in batch]
             return batch, resize_inputs(self.processor, batch, self.tta) if batch else None
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-input") as inputs:
-            pending = inputs.submit(prepare)
+        def finish(logits, sizes: list[tuple[int, int]]) -> list[Prediction]:
+            if not sizes:
+                return []
+            return [self._finish(one) for one in resize_scores(logits, sizes, self.tta)]
+
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-input") as inputs,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-masks") as masks,
+        ):
+            pending, finishing = inputs.submit(prepare), None
             while (prepared := pending.result()) is not None:
                 pending = inputs.submit(prepare)
                 batch, pixel_values = prepared
-                if not batch:
-                    yield []
-                    continue
-                sizes = [(image.height, image.width) for image in batch]
-                scores = resize_scores(self.runner(pixel_values), sizes, self.tta)
-                yield [self._finish(one) for one in scores]
+                logits = self.runner(pixel_values) if batch else None
+                if finishing is not None:
+                    yield finishing.result()
+                finishing = masks.submit(finish, logits, [(im.height, im.width) for im in batch])
+            if finishing is not None:
+                yield finishing.result()
 
     def _slide(self, image: Image.Image) -> Scores:
         return slide_scores(
