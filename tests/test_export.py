@@ -119,6 +119,26 @@ def test_predict_with_onnx_imports_neither_torch_nor_transformers(
     assert (tmp_path / "out" / "masks" / "photo.png").is_file()
 
 
+def test_a_broken_config_beside_an_onnx_file_without_threshold_is_named(
+    tiny_run_dir, exported, photos, tmp_path, capsys
+):
+    import onnx
+
+    bare = onnx.load(str(exported[2]))
+    del bare.metadata_props[:]  # no nail_threshold in the file: config.json is read for it
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(tiny_run_dir / "preprocessor_config.json", model)
+    (model / "config.json").write_text('{"nail_threshold": 0.4,')  # cut off mid-write
+    photo = tmp_path / "photo.png"
+    photos[0].save(photo)
+    argv = ["--model", str(model), "--onnx", str(tmp_path / "bare.onnx"), "--input", str(photo)]
+    assert predict_main([*argv, "--output", str(tmp_path / "out"), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {model / 'config.json'}" in err and "Traceback" not in err
+
+
 def test_export_without_processor_is_a_usage_error(tiny_run_dir, tmp_path, capsys):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
