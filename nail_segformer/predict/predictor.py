@@ -196,13 +196,11 @@ class Predictor:
             HubUnavailableError: a Hub id while offline and not cached.
         """
         model = str(model)
+        settings = load_pixel_settings(model, revision)
         if onnx is not None:
-            settings = load_pixel_settings(model, revision)
             runner = OnnxRunner(onnx, device)
         else:
-            runner_device = resolve_device(device)
-            settings = load_pixel_settings(model, revision)
-            runner = TorchRunner(load_run_model(model, revision), runner_device)
+            runner = TorchRunner(load_run_model(model, revision), resolve_device(device))
         if threshold == "model":
             threshold = saved_threshold(model, revision, runner)
         elif threshold == "argmax":
