@@ -541,6 +541,51 @@ def test_masks_records_carry_each_photos_nail_and_boundary_figures(learned_run_d
     assert summary["metrics"]["nail_count_error"] == pytest.approx(sum(errors) / len(errors))
 
 
+def test_masks_only_runs_decode_large_jpegs_reduced_within_0005_nail_iou(learned_run_dir, tmp_path):
+    """Without overlays, a JPEG far larger than the model input is decoded at 1/2, 1/4 or 1/8
+    scale (``Predictor.input_size``). Issue 41's bar: on fresh photos of the learned set, 4x
+    larger than its 64 px model and saved as JPEG, nail IoU moves by at most 0.005 against
+    decoding every pixel (the full decode is what overlays need, and what evaluation reads)."""
+    from support.learnable import write_learnable_set
+
+    from nail_segformer.data import load_image as load
+
+    data = write_learnable_set(tmp_path / "data", n=12, seed=3)
+    root = tmp_path / "large"
+    for kind, resample in (
+        ("Images", Image.Resampling.BICUBIC),
+        ("Masks", Image.Resampling.NEAREST),
+    ):
+        (root / kind / "1").mkdir(parents=True)
+        for path in sorted((data / kind / "1").glob("*.png")):
+            image = Image.open(path)
+            large = image.resize((image.width * 4, image.height * 4), resample)
+            if kind == "Images":
+                large.convert("RGB").save(root / kind / "1" / f"{path.stem}.jpg", quality=95)
+            else:
+                large.save(root / kind / "1" / path.name)
+    photo = next((root / "Images" / "1").iterdir())
+    assert load(photo, reduce_to=(64, 64)).size == (64, 64) != Image.open(photo).size
+    iou = {}
+    for overlays in ("jpg", "none"):
+        out = tmp_path / overlays
+        argv = [
+            "--model",
+            str(learned_run_dir),
+            "--input",
+            str(root / "Images"),
+            "--output",
+            str(out),
+        ]
+        argv += ["--masks", str(root / "Masks"), "--overlay_format", overlays, "--no_progress"]
+        assert main(argv) == 0
+        iou[overlays] = json.loads((out / "metrics.json").read_text())["metrics"]["iou_nail"]
+        mask = Image.open(out / "masks" / "1" / f"{photo.stem}.png")
+        assert mask.size == Image.open(photo).size  # at the photo's size either way
+    assert iou["jpg"] > 0.8  # the learned model finds these nails
+    assert abs(iou["none"] - iou["jpg"]) <= 0.005, iou
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nail_segformer.data import ImageReadError, load_image, portable_path
+from nail_segformer.data import ImageReadError, load_image, portable_path, read_header
 from nail_segformer.data.files import disk_full_message, folder_bytes, is_disk_full
 from nail_segformer.predict.infer import DEVICE_CHOICES, ONNX_FILES, ModelLoadError, onnx_file
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
@@ -217,6 +217,15 @@ def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, prog
     records are written by this thread alone.
     """
     reads: deque[tuple[list, list, list[InputItem]]] = deque()  # (loaded, failed, chunk)
+    # Without overlays nothing needs every pixel of a large JPEG: it is decoded at the largest
+    # reduction that still covers the model's input, and its mask made at the photo's size.
+    reduce_to = predictor.input_size if not state.writer.draws_overlays else None
+
+    def read(path: Path):
+        if reduce_to is None:
+            return load_image(path)
+        width, height, _ = read_header(path)
+        return load_image(path, reduce_to=reduce_to), (height, width)
 
     def batches():
         for start in range(0, len(items), predictor.batch_size):
@@ -224,18 +233,18 @@ def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, prog
             loaded, failed = [], []
             for item in chunk:
                 try:
-                    loaded.append((item, load_image(item.path)))
+                    loaded.append((item, read(item.path)))
                 except ImageReadError as err:
                     failed.append((item, err))
             reads.append((loaded, failed, chunk))
-            yield [image for _, image in loaded]
+            yield [photo for _, photo in loaded]
 
     for predictions in predictor.predict_batches(batches()):
         loaded, failed, chunk = reads.popleft()
         for item, err in failed:
             state.fail(portable_path(item.path), portable_path(str(err)))
-        for (item, image), prediction in zip(loaded, predictions, strict=True):
-            state.finish(item, image, prediction)
+        for (item, photo), prediction in zip(loaded, predictions, strict=True):
+            state.finish(item, photo if reduce_to is None else None, prediction)
         progress.update(len(chunk))
 
 

@@ -209,6 +209,7 @@ class OutputWriter:
             )
         self.output_dir = Path(output_dir)
         self.overlay_format = overlay_format
+        self.draws_overlays = overlay_format != "none"
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._jsonl = open(self.output_dir / "predictions.jsonl", "w", encoding="utf-8")
         self._csv_file = open(
@@ -227,8 +228,11 @@ class OutputWriter:
         self._jsonl.close()
         self._csv_file.close()
 
-    def write_images(self, item: InputItem, image: Image.Image, mask: np.ndarray) -> dict:
-        """Write the mask (``L`` PNG, 0/255) and the overlay; return their relative paths."""
+    def write_images(self, item: InputItem, image: Image.Image | None, mask: np.ndarray) -> dict:
+        """Write the mask (``L`` PNG, 0/255) and the overlay; return their relative paths.
+
+        ``image`` is the photo as seen, for the overlay; None when overlays are off.
+        """
         paths = {"mask": f"masks/{item.output_stem}.png", "overlay": None}
         mask_path = self.output_dir / paths["mask"]
         mask_path.parent.mkdir(parents=True, exist_ok=True)

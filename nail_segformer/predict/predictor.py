@@ -242,7 +242,9 @@ class Predictor:
         GIL. A batch's predictions are yielded once the model has run on the next one.
 
         Args:
-            batches: lists of photos as :meth:`predict` takes them; a list may be empty.
+            batches: lists of photos as :meth:`predict` takes them; a list may be empty. In
+                resize mode a photo may also come as ``(image, (height, width))``: decoded at
+                a reduced scale (see :meth:`input_size`), its mask is made at the given size.
         """
         if self.mode != "resize":
             for batch in batches:
@@ -254,8 +256,12 @@ class Predictor:
             batch = next(source, None)
             if batch is None:
                 return None
-            batch = [_rgb(image) for image in batch]
-            return batch, resize_inputs(self.processor, batch, self.tta) if batch else None
+            images, sizes = [], []
+            for photo in batch:
+                image, size = photo if isinstance(photo, tuple) else (photo, None)
+                images.append(_rgb(image))
+                sizes.append(size or (image.height, image.width))
+            return sizes, resize_inputs(self.processor, images, self.tta) if images else None
 
         def finish(logits, sizes: list[tuple[int, int]]) -> list[Prediction]:
             if not sizes:
@@ -269,13 +275,27 @@ class Predictor:
             pending, finishing = inputs.submit(prepare), None
             while (prepared := pending.result()) is not None:
                 pending = inputs.submit(prepare)
-                batch, pixel_values = prepared
-                logits = self.runner(pixel_values) if batch else None
+                sizes, pixel_values = prepared
+                logits = self.runner(pixel_values) if sizes else None
                 if finishing is not None:
                     yield finishing.result()
-                finishing = masks.submit(finish, logits, [(im.height, im.width) for im in batch])
+                finishing = masks.submit(finish, logits, sizes)
             if finishing is not None:
                 yield finishing.result()
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` a photo may be decoded down to without changing what the model
+        sees much (``load_image(path, reduce_to=...)``); None in slide mode, which needs more.
+
+        Resize mode brings every photo to the model's input size; a JPEG decoded at 1/2, 1/4 or
+        1/8 scale but still at least that size gives nearly the same input for a fraction of
+        the decoding (``tests/test_predict.py`` bounds the difference in nail IoU).
+        """
+        if self.mode != "resize" or not self.processor.do_resize:
+            return None
+        height, width = self.processor.size
+        return width, height
 
     def _slide(self, image: Image.Image) -> Scores:
         return slide_scores(
