@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.hub_checkpoints import LEGACY_PREPROCESSOR_CONFIG
 
 from nail_segformer.data import ID2LABEL, find_pairs, load_image, load_labels
 from nail_segformer.predict import (
@@ -172,16 +173,7 @@ def test_render_overlay_tints_nails_and_keeps_background():
 # legacy file of nvidia/segformer-*-finetuned-ade-512-512, and settings a user may have changed.
 _PROCESSOR_FILES = {
     "saved": None,
-    "legacy ADE20k": {
-        "do_normalize": True,
-        "do_resize": True,
-        "feature_extractor_type": "SegformerFeatureExtractor",
-        "image_mean": [0.485, 0.456, 0.406],
-        "image_std": [0.229, 0.224, 0.225],
-        "reduce_labels": True,
-        "resample": 2,
-        "size": 512,
-    },
+    "legacy ADE20k": LEGACY_PREPROCESSOR_CONFIG,
     "custom": {
         "size": {"height": 96, "width": 64},
         "resample": 3,
