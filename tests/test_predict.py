@@ -303,6 +303,30 @@ def test_predict_batches_keeps_order_and_empty_batches_and_raises_what_the_sourc
         list(predictor.predict_batches(failing()))
 
 
+@pytest.mark.parametrize(("limit", "drawn_before_first_result"), [(None, {2, 3}), (0, {1})])
+def test_batches_of_huge_photos_are_not_read_ahead(
+    confident_run_dir, monkeypatch, limit, drawn_before_first_result
+):
+    from nail_segformer.predict import predictor as predictor_module
+
+    if limit is not None:  # every batch counts as huge
+        monkeypatch.setattr(predictor_module, "_OVERLAP_PIXELS", limit)
+    predictor = Predictor.from_pretrained(confident_run_dir, device="cpu")
+    drawn = []
+
+    def batches():
+        for index in range(4):
+            drawn.append(index)
+            yield [_photo(index, (64, 48))]
+
+    stream = predictor.predict_batches(batches())
+    next(stream)
+    # Overlapped, batch 1 (and 2, unless its thread is slow to start) is read before batch 0's
+    # masks come out; with huge photos, none is.
+    assert len(drawn) in drawn_before_first_result
+    assert len(list(stream)) == 3
+
+
 def test_flip_tta_averages_the_unmirrored_mirror_prediction(confident_run_dir, square_photos):
     plain = Predictor.from_pretrained(confident_run_dir, device="cpu")
     tta = Predictor.from_pretrained(confident_run_dir, device="cpu", tta=True)

@@ -43,6 +43,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODES = ("resize", "slide")
+# Photo pixels of a batch up to which predict_batches overlaps it with the next and the previous
+# batch (four 12 MP phone photos are 48 MP); above, the batch alone is in memory.
+_OVERLAP_PIXELS = 64_000_000
 TTA_CHOICES = ("none", "flip")
 
 
@@ -239,7 +242,9 @@ class Predictor:
         thread draws the next batch from ``batches`` and turns it into model input (so reading
         photos inside the iterable overlaps the forward pass too), and another reads the
         previous batch's masks from its scores. PIL, numpy, OpenCV and the runners release the
-        GIL. A batch's predictions are yielded once the model has run on the next one.
+        GIL. A batch's predictions are yielded once the model has run on the next one. A batch
+        of more than 64 MP of photos runs alone, so huge photos are not held three batches at a
+        time.
 
         Args:
             batches: lists of photos as :meth:`predict` takes them; a list may be empty. In
@@ -274,12 +279,21 @@ class Predictor:
         ):
             pending, finishing = inputs.submit(prepare), None
             while (prepared := pending.result()) is not None:
-                pending = inputs.submit(prepare)
                 sizes, pixel_values = prepared
+                # A batch of huge photos would be held beside the next and the previous one (and
+                # their full-size masks): it runs its stages one after another instead.
+                overlap = sum(height * width for height, width in sizes) <= _OVERLAP_PIXELS
+                if overlap:
+                    pending = inputs.submit(prepare)
                 logits = self.runner(pixel_values) if sizes else None
                 if finishing is not None:
                     yield finishing.result()
-                finishing = masks.submit(finish, logits, sizes)
+                    finishing = None
+                if overlap:
+                    finishing = masks.submit(finish, logits, sizes)
+                else:
+                    yield finish(logits, sizes)
+                    pending = inputs.submit(prepare)
             if finishing is not None:
                 yield finishing.result()
 
