@@ -34,6 +34,7 @@ from nail_segformer.labels import IGNORE_INDEX
 __all__ = [
     "load_image_processor",
     "processor_size",
+    "apply_levels",
     "working_size",
     "load_working_pair",
     "load_row",
@@ -93,6 +94,17 @@ def load_image_processor(
     # model. Drop it so that the saved processor says one thing.
     config.pop("reduce_labels", None)
     return SegformerImageProcessorPil.from_dict(config, **overrides)
+
+
+def apply_levels(table: np.ndarray, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(3, H, W) float32 model input of an (H, W, 3) ``uint8`` RGB photo, from a (3, 256) table
+    of what the processor's rescale and normalisation make of each level of each channel (both
+    act per 8-bit level, so the lookup gives their exact values); written into ``out`` if given."""
+    if out is None:
+        out = np.empty((3, *image.shape[:2]), np.float32)
+    for channel in range(3):
+        np.take(table[channel], image[..., channel], out=out[channel])
+    return out
 
 
 def processor_size(processor) -> tuple[int, int]:
@@ -268,8 +280,6 @@ def build_train_transforms(
     )
 
 
-# Columns of a training split pre-resized by :mod:`nail_segformer.data.cache`: raw pixels at
-# the working size, their shape, and why a pair could not be read ("" when it could).
 def load_row(
     row: dict, size: int | None, nail_values: tuple | None = None, class_ids: bool = False
 ):
@@ -289,6 +299,8 @@ def load_row(
         raise PairReadError(str(err), image=portable_path(image), mask=portable_path(mask)) from err
 
 
+# Columns of a split cached by :mod:`nail_segformer.data.cache`: the encoded photo and labels
+# (:func:`encode_cached`), their shape, and why a pair could not be read ("" when it could).
 CACHED_COLUMNS = ("image_encoded", "labels_encoded", "height", "width", "error")
 # Training copies are lossy (JPEG at quality 95 without chroma subsampling: 0.6-1.1 levels from
 # the exact pixels on phone photos, where 4:2:0 was 0.7-1.4; the recipe re-compresses photos as
@@ -403,9 +415,7 @@ class SegmentationTransform:
             # level gives its exact values at a fraction of the cost.
             table = self._level_table()
             return {
-                "pixel_values": [
-                    np.stack([table[c][image[..., c]] for c in range(3)]) for image in images
-                ],
+                "pixel_values": [apply_levels(table, image) for image in images],
                 "labels": [np.asarray(mask, dtype=np.int64) for mask in masks],
             }
         encoded = self.processor(

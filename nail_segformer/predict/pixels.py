@@ -25,6 +25,8 @@ from functools import cached_property
 import numpy as np
 from PIL import Image
 
+from nail_segformer.data.transforms import apply_levels, processor_size
+
 __all__ = ["PixelSettings", "linear_taps", "resize_bilinear"]
 
 PROCESSOR_FILE = "preprocessor_config.json"
@@ -89,10 +91,12 @@ class PixelSettings:
             ValueError: settings predict cannot apply (a size without height and width, a mean
                 or std not of one or three channels); the message says which.
         """
-        size = processor.size
-        sides = tuple(size.get(key) if isinstance(size, dict) else getattr(size, key, None)
-                      for key in ("height", "width"))  # fmt: skip
-        if not all(isinstance(side, int) and side > 0 for side in sides):
+        try:
+            sides = processor_size(processor)
+        except (TypeError, KeyError):  # a size given by its shortest edge, say
+            sides = (0, 0)
+        if min(sides) <= 0:
+            size = processor.size
             raise ValueError(
                 f"size is {dict(size) if size else size}; predict needs a height and a width"
             )
@@ -182,11 +186,7 @@ class PixelSettings:
     def normalise(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
         """(3, H, W) float32 model input of an RGB photo at its own size (into ``out``)."""
         pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-        if out is None:
-            out = np.empty((3, *pixels.shape[:2]), np.float32)
-        for channel in range(3):
-            np.take(self.levels[channel], pixels[..., channel], out=out[channel])
-        return out
+        return apply_levels(self.levels, pixels, out)
 
     def pixel_values(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(N, 3, H, W) float32 ``pixel_values``, as ``processor(images)["pixel_values"]``."""
