@@ -353,6 +353,22 @@ def _logit(threshold: float) -> float:
     return -math.inf if threshold <= 0 else math.log(threshold / (1 - threshold))
 
 
+def _margin_nails(margin: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(nail_mask, probability_of_nail_pixels)`` of a band of two-class margins: the argmax is
+    exactly "margin above 0", and the sigmoid is monotonic, so probabilities are computed only
+    for pixels near or above the cut."""
+    if threshold is None:
+        nail = margin > 0
+        return nail, _sigmoid(margin[nail])
+    cut = _logit(threshold)
+    near = margin > cut - 1e-3 * max(1.0, abs(cut))  # float slack around the cut
+    probability = _sigmoid(margin[near])
+    above = probability > threshold
+    nail = np.zeros_like(near)
+    nail[near] = above
+    return nail, probability[above]
+
+
 @dataclass
 class Scores:
     """One photo's class scores at the size the model gave them, read at the photo's size.
@@ -403,22 +419,11 @@ class Scores:
         """
         for start, band in self._upsampled_bands():
             if self.kind == "margin" and band.shape[0] == 1:
-                margin = band[0, 0]
-                if threshold is None:
-                    nail = margin > 0
-                    yield start, nail, _sigmoid(margin[nail])
-                    continue
-                cut = _logit(threshold)
-                near = margin > cut - 1e-3 * max(1.0, abs(cut))  # float slack around the cut
-                probability = _sigmoid(margin[near])
-                above = probability > threshold
-                nail = np.zeros_like(near)
-                nail[near] = above
-                yield start, nail, probability[above]
-                continue
-            probability, argmax = self._probability_band(band)
-            nail = argmax if threshold is None else probability > threshold
-            yield start, nail, probability[nail]
+                yield start, *_margin_nails(band[0, 0], threshold)
+            else:
+                probability, argmax = self._probability_band(band)
+                nail = argmax if threshold is None else probability > threshold
+                yield start, nail, probability[nail]
 
     def nail_probability(self) -> np.ndarray:
         """(H, W) float32 nail probability at the photo's size (allocates H x W x 4 bytes)."""

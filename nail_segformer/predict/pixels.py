@@ -27,7 +27,7 @@ from PIL import Image
 
 from nail_segformer.data.transforms import apply_levels, processor_size
 
-__all__ = ["PixelSettings", "linear_taps", "resize_bilinear"]
+__all__ = ["PixelSettings", "linear_taps", "lerp_axis", "resize_bilinear"]
 
 PROCESSOR_FILE = "preprocessor_config.json"
 # SegformerImageProcessor's defaults, for keys a saved file leaves out (legacy files do).
