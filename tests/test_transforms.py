@@ -1,5 +1,7 @@
 """Training/evaluation transforms: label values, alignment, padding, processor parity."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -329,6 +331,30 @@ def test_working_pair_shrinks_each_side_and_never_enlarges(tmp_path):
         image_value["path"], mask_value["path"], 1000
     )
     assert small.shape == (240, 400, 3) and small_labels.shape == (240, 400)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_working_pair_opens_each_file_once(tmp_path, monkeypatch, orientation):
+    """The photo's full size (for the mask check) comes from the opening that decodes it."""
+    from nail_segformer.data import files
+
+    image_value, mask_value = _phone_photo(
+        tmp_path, (800, 600), orientation=orientation, nail_box=(10, 10, 60, 50)
+    )
+    opened = []
+    real_open = files._open_image
+
+    def counting_open(path, what):
+        opened.append(Path(path).name)
+        return real_open(path, what)
+
+    monkeypatch.setattr(files, "_open_image", counting_open)
+    image, labels = transforms.load_working_pair(image_value["path"], mask_value["path"], 700)
+    assert sorted(opened) == ["p.jpg", "p.png"]
+    assert image.shape[:2] == labels.shape == (600, 700)  # seen 800x600 (after EXIF): 800 -> 700
+    opened.clear()
+    reduced, size = data.load_image(image_value["path"], (150, 150), return_size=True)
+    assert size == (800, 600) and reduced.size == (200, 150) and opened == ["p.jpg"]
 
 
 @pytest.mark.parametrize("orientation", [1, 6])

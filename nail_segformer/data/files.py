@@ -335,7 +335,11 @@ def _orientation(im: Image.Image) -> int:
     return Image.Image.getexif(im).get(_EXIF_ORIENTATION_TAG, 1)
 
 
-def load_image(path: str | os.PathLike, reduce_to: tuple[int, int] | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike,
+    reduce_to: tuple[int, int] | None = None,
+    return_size: bool = False,
+):
     """Decode a photo as RGB, rotated by its EXIF orientation.
 
     Args:
@@ -344,24 +348,31 @@ def load_image(path: str | os.PathLike, reduce_to: tuple[int, int] | None = None
             decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, Pillow's ``draft``), the
             largest reduction that keeps both sides at least this large. Other formats, and
             photos already smaller, are decoded whole. ``None`` always decodes every pixel.
+        return_size: also return the photo's full ``(width, height)`` as seen, which a reduced
+            decode no longer shows, read from the same opening of the file.
+
+    Returns:
+        The RGB image; ``(image, (width, height))`` with ``return_size``.
 
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
     """
     try:
         with _open_image(path, "photo") as im:
+            transposed = _orientation(im) in _TRANSPOSING_ORIENTATIONS
+            width, height = im.size[::-1] if transposed else im.size
             if reduce_to is not None and im.format == "JPEG":
-                width, height = reduce_to
-                if _orientation(im) in _TRANSPOSING_ORIENTATIONS:
-                    width, height = height, width  # draft works on the stored orientation
-                im.draft("RGB", (max(1, width), max(1, height)))
+                # draft works on the stored orientation
+                wanted = reduce_to[::-1] if transposed else reduce_to
+                im.draft("RGB", (max(1, wanted[0]), max(1, wanted[1])))
             im.load()
             image = ImageOps.exif_transpose(im)
-            return image.convert("RGB") if image.mode != "RGB" else image.copy()
+            image = image.convert("RGB") if image.mode != "RGB" else image.copy()
     except ImageReadError:
         raise
     except _ERRORS as err:
         raise ImageReadError(f"cannot decode photo {portable_path(path)}: {err}") from err
+    return (image, (width, height)) if return_size else image
 
 
 # --------------------------------------------------------------------------- mask values

@@ -27,7 +27,6 @@ from nail_segformer.data.files import (
     load_image,
     load_labels,
     portable_path,
-    read_header,
 )
 from nail_segformer.labels import IGNORE_INDEX
 
@@ -160,9 +159,11 @@ def load_working_pair(
     """
     from PIL import Image
 
-    width, height, _ = read_header(image_path)
+    # Asking for size x size reduces a JPEG exactly as its per-side target would: draft keeps
+    # both sides at least that large, so a side already smaller stops any reduction either way.
+    reduce_to = None if size is None else (size, size)
+    image, (width, height) = load_image(image_path, reduce_to, return_size=True)
     target = (width, height) if size is None else (min(width, size), min(height, size))
-    image = load_image(image_path, reduce_to=None if size is None else target)
     labels, convention = load_labels(mask_path, nail_values, True, class_ids)
     if labels.shape != (height, width):
         raise ImageReadError(

@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nail_segformer.data import ImageReadError, load_image, portable_path, read_header
+from nail_segformer.data import ImageReadError, load_image, portable_path
 from nail_segformer.data.files import disk_full_message, folder_bytes, is_disk_full
 from nail_segformer.predict.infer import DEVICE_CHOICES, ONNX_FILES, ModelLoadError, onnx_file
 from nail_segformer.predict.outputs import OVERLAY_FORMATS, InputItem, OutputWriter, expand_inputs
@@ -224,8 +224,8 @@ def _predict_all(predictor: Predictor, items: list[InputItem], state: _Run, prog
     def read(path: Path):
         if reduce_to is None:
             return load_image(path)
-        width, height, _ = read_header(path)
-        return load_image(path, reduce_to=reduce_to), (height, width)
+        image, (width, height) = load_image(path, reduce_to, return_size=True)
+        return image, (height, width)
 
     def batches():
         for start in range(0, len(items), predictor.batch_size):
