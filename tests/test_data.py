@@ -458,6 +458,60 @@ def test_resized_voc_mask_is_refused_not_thresholded(tmp_path):
         data.load_labels(tmp_path / "resized.png")
 
 
+def _drawn_nails(seed: int) -> np.ndarray:
+    """The nails of a synthetic 480x360 photo: a real mask's shapes and sizes."""
+    from nail_segformer.synthetic import render_sample
+
+    return np.asarray(render_sample(seed, 1, "2", size=(480, 360)).mask) > 0
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(
+    ("colour", "convention"),
+    [((255, 255, 255), "0/255"), ((255, 0, 0), "colour"), ((250, 50, 83), "colour")],
+    ids=["white", "red", "cvat-red"],
+)
+@pytest.mark.parametrize(("quality", "subsampling"), [(75, 2), (95, 0), (95, 2)])
+def test_jpeg_masks_read_as_the_masks_they_were(
+    tmp_path, seed, colour, convention, quality, subsampling
+):
+    # JPEG turns a mask's two colours into many: greys whose exact 1s used to read as a resized
+    # 0/1/255 mask, and shades that used to read as several classes. Both were refused.
+    nails = _drawn_nails(seed)
+    drawn = np.zeros((*nails.shape, 3), np.uint8)
+    drawn[nails] = colour
+    image = Image.fromarray(drawn[..., 0] if convention == "0/255" else drawn)
+    image.save(tmp_path / "mask.jpg", quality=quality, subsampling=subsampling)
+    labels, found = data.load_labels(tmp_path / "mask.jpg", return_convention=True)
+    assert found == convention
+    assert _iou(labels == data.NAIL, nails) >= 0.99
+    if convention == "colour":
+        chosen = data.load_labels(tmp_path / "mask.jpg", data.parse_nail_values(
+            "#{:02x}{:02x}{:02x}".format(*colour)))  # fmt: skip
+        assert _iou(chosen == data.NAIL, nails) >= 0.99
+
+
+def test_a_jpeg_mask_of_two_classes_is_refused_naming_its_colours(tmp_path):
+    import cv2
+
+    nails = _drawn_nails(1)
+    fingers = cv2.dilate(nails.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    drawn = np.zeros((*nails.shape, 3), np.uint8)
+    drawn[fingers] = (36, 179, 83)
+    drawn[nails] = (250, 50, 83)
+    Image.fromarray(drawn).save(tmp_path / "cvat.jpg", quality=90)
+    with pytest.raises(data.MaskValuesError, match=r"cvat.jpg is a JPEG holding regions of #"):
+        data.load_labels(tmp_path / "cvat.jpg")
+    labels = data.load_labels(tmp_path / "cvat.jpg", data.parse_nail_values("#fa3253"))
+    # Where nail meets finger, JPEG mixes the two colours (0.986 measured): not where nail
+    # meets black, as in the one-colour masks above.
+    assert _iou(labels == data.NAIL, nails) >= 0.98
+
+
 def test_colour_mask_of_several_classes_is_refused(tmp_path):
     colours = np.zeros((6, 8, 3), np.uint8)
     colours[_NAIL == 1] = (250, 50, 83)

@@ -15,15 +15,18 @@ only 0                                       background everywhere              
 black and one colour (and its blends)        nail where >= half that colour       ``colour``
 float values in [0, 1]                       nail where >= 0.5                    ``soft``
 only 255                                     refused: all nail or all ignored?
-greys with over 5% of non-zero pixels at 1   refused: a resized 0/1/255 mask
+regions of exact 1s among greys (over 5%)    refused: a resized 0/1/255 mask
 any other set (class indices 0/1/2, ...)     refused, naming the file and values
 ===========================================  ===================================  ==========
 
 16-bit masks follow the same rules on 0..65535 (a 16-bit file holding 8-bit values is read as
 8-bit); palette masks are read by their indices when those follow the table, else by the
-colours the palette shows. ``nail_values`` (``--nail_values``) overrides the table: exactly the
-listed values (or ``#rrggbb`` colours) are nail, 255 is ignored unless listed, and everything
-else is background.
+colours the palette shows. JPEG masks follow the table too: their compression noise is edge
+greys of a 0/255 mask, and a colour mask's shades within 32 levels of a blend are that blend
+(regions of another colour make it a mask of several classes). ``nail_values``
+(``--nail_values``) overrides the table: exactly the listed values (or ``#rrggbb`` colours,
+in a JPEG their shades) are nail, 255 is ignored unless listed, and everything else is
+background.
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ _LARGEST_CLASS_INDEX = 15
 # A colour within this many levels (per channel) of a blend of the mask's colour with black is
 # an anti-aliased edge of it, not a colour of its own.
 _BLEND_TOLERANCE = 3
+# JPEG moves a mask's colours by a few levels, and by tens at edges where it subsamples colour:
+# in a JPEG mask, a colour within this many levels of a blend is still that blend.
+_LOSSY_TOLERANCE = 32
+_LOSSY_FORMATS = {"JPEG", "MPO"}
+# Share of a colour mask's lit pixels that may lie inside regions of another colour (regions a
+# JPEG's edge errors do not make: they are wider than 2 pixels) before it counts as two classes.
+_LOSSY_STRAY_SHARE = 0.01
 _ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 MASK_CONVENTIONS = ("0", "0/1", "0/255", "0/1/255", "colour", "soft", "nail_values")
@@ -419,11 +429,14 @@ def mask_to_labels(
     Raises:
         MaskValuesError: the values match no convention (the message names them, not the file).
     """
-    labels, convention = _mask_labels(ImageOps.exif_transpose(mask), nail_values)
+    lossy = mask.format in _LOSSY_FORMATS  # read before exif_transpose's copy drops it
+    labels, convention = _mask_labels(ImageOps.exif_transpose(mask), nail_values, lossy)
     return (labels, convention) if return_convention else labels
 
 
-def _mask_labels(mask: Image.Image, nail_values: tuple | None) -> tuple[np.ndarray, str]:
+def _mask_labels(
+    mask: Image.Image, nail_values: tuple | None, lossy: bool = False
+) -> tuple[np.ndarray, str]:
     colours = [v for v in nail_values or () if isinstance(v, tuple)]
     integers = [v for v in nail_values or () if not isinstance(v, tuple)]
     if mask.mode == "P":
@@ -442,7 +455,7 @@ def _mask_labels(mask: Image.Image, nail_values: tuple | None) -> tuple[np.ndarr
         return _read_values(rgb[..., 0], integers)
     if integers:
         raise MaskValuesError(_mixed_hint("a colour mask", "colours such as #ff0000"))
-    return _read_colours(rgb, colours)
+    return _read_colours(rgb, colours, lossy)
 
 
 def _mixed_hint(kind: str, wanted: str) -> str:
@@ -530,9 +543,9 @@ def _read_values(values: np.ndarray, nail_values: list[int]) -> tuple[np.ndarray
     full = 255 if present.max(initial=0) <= 255 else 65535
     greys = present[(present > _LARGEST_CLASS_INDEX) & (present < full)]
     if full in present and (set(present.tolist()) <= {0, full} or greys.size):
-        if 1 in present and np.count_nonzero(values == 1) * 20 > np.count_nonzero(values):
-            # Anti-aliasing spreads edge pixels over 254 grey levels, so exact 1s are rare; many
-            # of them are the nails of a 0/1/255 mask that was resized with interpolation.
+        if 1 in present and np.count_nonzero(_inner(values == 1)) * 20 > np.count_nonzero(values):
+            # Anti-aliasing and JPEG noise leave 1s only at edges, a pixel or two wide; regions
+            # of 1s are the nails of a 0/1/255 mask that was resized with interpolation.
             raise MaskValuesError(
                 f"holds the values {{{found}}}, over 5% of its non-zero pixels exactly 1: it "
                 "looks like a 0/1/255 mask resized with interpolation; re-export it with "
@@ -546,8 +559,21 @@ def _read_values(values: np.ndarray, nail_values: list[int]) -> tuple[np.ndarray
     )
 
 
-def _read_colours(rgb: np.ndarray, nail_colours: list[tuple[int, int, int]]):
+def _inner(region: np.ndarray) -> np.ndarray:
+    """The pixels of a boolean map whose eight neighbours are all in it too."""
+    import cv2
+
+    return cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8), borderValue=0) > 0
+
+
+def _hex(rgb) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
+
+
+def _read_colours(rgb: np.ndarray, nail_colours: list[tuple[int, int, int]], lossy: bool):
     """Labels of a colour mask: black and one colour (with its anti-aliased blends)."""
+    if lossy:
+        return _read_lossy_colours(rgb, nail_colours)
     packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8)
     packed |= rgb[..., 2]
     if nail_colours:
@@ -565,17 +591,61 @@ def _read_colours(rgb: np.ndarray, nail_colours: list[tuple[int, int, int]]):
     expected = brightness[:, None] / colour.max() * colour
     stray = np.abs(triples - expected).max(axis=1) > _BLEND_TOLERANCE
     if stray.any():
-        shown = ", ".join(
-            "#{:02x}{:02x}{:02x}".format(*t) for t in triples[np.argsort(-counts)][:6].tolist()
-        )
+        shown = ", ".join(_hex(t) for t in triples[np.argsort(-counts)][:6].tolist())
         raise MaskValuesError(
             f"holds several colours ({shown}{', ...' if len(colours) > 6 else ''}): a mask of "
             "several classes; pass the nail colour(s) with --nail_values, e.g. --nail_values "
-            f"#{int(colour[0]):02x}{int(colour[1]):02x}{int(colour[2]):02x}"
+            f"{_hex(colour)}"
         )
     value = rgb.max(axis=-1)
     half = (colour.max() + 1) / 2
     return (value >= half).astype(np.uint8), "colour"
+
+
+def _read_lossy_colours(rgb: np.ndarray, nail_colours: list) -> tuple[np.ndarray, str]:
+    """Labels of a colour mask saved as JPEG, whose compression moved its colours.
+
+    A pixel is nail when it lies at least half-way from black to the nail colour and within
+    ``3 * _LOSSY_TOLERANCE`` levels of that line (edges where JPEG subsampled the colour). The
+    nail colour is ``nail_colours``' (any of them), else the most frequent one inside flat
+    regions, which keep their colour; the mask is then refused as one of several classes where
+    other colours fill regions of their own.
+    """
+    lit = rgb.max(axis=-1) > _LOSSY_TOLERANCE  # JPEG leaves near-black noise around shapes
+    labels = np.zeros(rgb.shape[:2], dtype=np.uint8)
+    if not lit.any():
+        return labels, "nail_values" if nail_colours else "0"
+    colours, inverse = np.unique(rgb[lit], axis=0, return_inverse=True)
+    colours = colours.astype(np.float64)
+    inverse = inverse.ravel()
+
+    def off_and_along(colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        along = colours @ colour / colour.dot(colour)  # 0 at black, 1 at the colour
+        return np.abs(colours - np.clip(along, 0, 1)[:, None] * colour).max(axis=1), along
+
+    def near(colour: np.ndarray) -> np.ndarray:
+        off, along = off_and_along(colour)
+        return (along >= 0.5) & (off <= 3 * _LOSSY_TOLERANCE)
+
+    if nail_colours:
+        nail = np.logical_or.reduce([near(np.array(c, dtype=np.float64)) for c in nail_colours])
+        labels[lit] = nail[inverse]
+        return labels, "nail_values"
+    flat = _inner(lit)
+    found, counts = np.unique(rgb[flat if flat.any() else lit], axis=0, return_counts=True)
+    colour = found[np.argmax(counts)].astype(np.float64)
+    other = np.zeros(lit.shape, dtype=bool)
+    other[lit] = (off_and_along(colour)[0] > _LOSSY_TOLERANCE)[inverse]
+    regions = _inner(other)
+    if np.count_nonzero(regions) > _LOSSY_STRAY_SHARE * np.count_nonzero(lit):
+        found, counts = np.unique(rgb[regions], axis=0, return_counts=True)
+        raise MaskValuesError(
+            f"is a JPEG holding regions of {_hex(colour)} and of "
+            f"{_hex(found[np.argmax(counts)])}: a mask of several classes; pass the nail "
+            f"colour with --nail_values, e.g. --nail_values {_hex(colour)}"
+        )
+    labels[lit] = near(colour)[inverse]
+    return labels, "colour"
 
 
 def class_ids_to_labels(label: Image.Image, nail_values: tuple | None = None) -> np.ndarray:
