@@ -219,6 +219,35 @@ def test_checker_names_every_bad_file_and_reads_every_good_pair(hostile_tree, ca
     assert summary["pairs"] == len(good), summary
 
 
+def test_a_clean_copy_of_the_readable_pairs_keeps_them_as_seen(hostile_tree, tmp_path, capsys):
+    """``--save_to_disk`` of the good pairs alone: every photo stored as the readers see it
+    (damaged EXIF blocks included), so a dataset row shows what training read from the file."""
+    import shutil
+
+    import numpy as np
+    from datasets import Image as ImageFeature
+    from datasets import load_from_disk
+
+    from nail_segformer.data import load_image
+    from nail_segformer.data.files import EmbeddedImage
+
+    root, good, _ = hostile_tree
+    clean = tmp_path / "clean"
+    for stem in good:
+        for folder in ("Images/1", "Masks/1"):
+            (clean / folder).mkdir(parents=True, exist_ok=True)
+            for path in (root / folder).glob(f"{stem}.*"):
+                shutil.copy(path, clean / folder / path.name)
+    assert check_main([str(clean), "--save_to_disk", str(tmp_path / "out")]) == 0
+    saved = load_from_disk(str(tmp_path / "out"))
+    names = [line.split(",") for line in (tmp_path / "out-files.csv").read_text().splitlines()[1:]]
+    assert len(names) == len(good)
+    for split, row, image, _ in names:
+        stored = saved[split].cast_column("image", ImageFeature(decode=False))[int(row[-5:])]
+        as_stored = load_image(EmbeddedImage(stored["image"]["bytes"], row))
+        np.testing.assert_array_equal(np.asarray(as_stored), np.asarray(load_image(clean / image)))
+
+
 def test_checker_names_a_file_it_may_not_read(tmp_path, monkeypatch, capsys):
     import PIL.Image
 

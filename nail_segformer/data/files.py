@@ -35,6 +35,7 @@ import errno
 import io
 import os
 import re
+import struct
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from nail_segformer.labels import IGNORE_INDEX, NAIL
 
@@ -52,6 +53,17 @@ _OS_FILES = {".ds_store", "thumbs.db", "desktop.ini", "icon\r"}
 # EXIF orientations 5..8 swap width and height.
 _EXIF_ORIENTATION_TAG = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+# How each EXIF orientation turns the stored pixels into the photo as seen.
+_TRANSPOSES = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 # Class-index masks use small integers; a value above this and below full range can only be an
 # anti-aliased grey of a 0/255 mask.
@@ -339,10 +351,29 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
 
 
 def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1..8); 1 when the EXIF block cannot be parsed.
+
+    A damaged block (a writer's bug, a metadata tool gone wrong) leaves the pixels whole: they
+    are read as stored, as image viewers show them, by the header and the pixels alike.
+    """
     # PngImageFile.getexif() decodes the whole image first, in case an eXIf chunk follows the
     # pixel data; the base method reads what the header carried, which is where PNG writers
     # (and PNG's 3rd edition) put it.
-    return Image.Image.getexif(im).get(_EXIF_ORIENTATION_TAG, 1)
+    try:
+        orientation = Image.Image.getexif(im).get(_EXIF_ORIENTATION_TAG, 1)
+        return orientation if orientation in _TRANSPOSES else 1
+    except (SyntaxError, ValueError, TypeError, struct.error):  # what Pillow's parser raises
+        return 1
+
+
+def _upright(im: Image.Image, orientation: int) -> Image.Image:
+    """The image as seen: turned by its EXIF ``orientation`` (see :func:`_orientation`).
+
+    Not ``ImageOps.exif_transpose``, which re-reads the EXIF block and re-writes it without the
+    orientation: either can fail on a damaged block, and nothing here keeps the metadata.
+    """
+    method = _TRANSPOSES[orientation]
+    return im if method is None else im.transpose(method)
 
 
 def load_image(
@@ -369,14 +400,15 @@ def load_image(
     """
     try:
         with _open_image(path, "photo") as im:
-            transposed = _orientation(im) in _TRANSPOSING_ORIENTATIONS
+            orientation = _orientation(im)
+            transposed = orientation in _TRANSPOSING_ORIENTATIONS
             width, height = im.size[::-1] if transposed else im.size
             if reduce_to is not None and im.format == "JPEG":
                 # draft works on the stored orientation
                 wanted = reduce_to[::-1] if transposed else reduce_to
                 im.draft("RGB", (max(1, wanted[0]), max(1, wanted[1])))
             im.load()
-            image = ImageOps.exif_transpose(im)
+            image = _upright(im, orientation)
             image = image.convert("RGB") if image.mode != "RGB" else image.copy()
     except ImageReadError:
         raise
@@ -430,7 +462,7 @@ def mask_to_labels(
         MaskValuesError: the values match no convention (the message names them, not the file).
     """
     lossy = mask.format in _LOSSY_FORMATS  # read before exif_transpose's copy drops it
-    labels, convention = _mask_labels(ImageOps.exif_transpose(mask), nail_values, lossy)
+    labels, convention = _mask_labels(_upright(mask, _orientation(mask)), nail_values, lossy)
     return (labels, convention) if return_convention else labels
 
 
@@ -668,7 +700,7 @@ def class_ids_to_labels(label: Image.Image, nail_values: tuple | None = None) ->
             f"is a {label.mode} image; a dataset's labels are one class id per pixel (a grey "
             "or palette image)"
         )
-    ids = np.asarray(ImageOps.exif_transpose(label))
+    ids = np.asarray(_upright(label, _orientation(label)))
     if nail_values is None:
         found = _present(ids)
         if not set(found.tolist()) <= {0, NAIL, IGNORE_INDEX}:

@@ -26,7 +26,13 @@ from pathlib import Path
 from PIL import Image
 
 from nail_segformer.data.discovery import Pair
-from nail_segformer.data.files import _EXIF_ORIENTATION_TAG, _open_image, load_image, load_labels
+from nail_segformer.data.files import (
+    _EXIF_ORIENTATION_TAG,
+    _open_image,
+    _orientation,
+    load_image,
+    load_labels,
+)
 from nail_segformer.data.splits import SPLITS
 from nail_segformer.labels import ID2LABEL
 
@@ -81,7 +87,7 @@ def strip_jpeg_metadata(data: bytes, orientation: int = 1) -> bytes:
 def _photo_bytes(path: str) -> tuple[bytes, str]:
     """The photo's bytes for the dataset and their extension."""
     with _open_image(path, "photo") as im:
-        fmt, orientation = im.format, Image.Image.getexif(im).get(_EXIF_ORIENTATION_TAG, 1)
+        fmt, orientation = im.format, _orientation(im)
     if fmt == "JPEG":
         return strip_jpeg_metadata(Path(path).read_bytes(), orientation), ".jpg"
     buffer = io.BytesIO()

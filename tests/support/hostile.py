@@ -50,6 +50,34 @@ def _nail_mask(size: tuple[int, int], mode: str = "L") -> Image.Image:
     raise ValueError(mode)
 
 
+# (stem, extension, EXIF block, its orientation): what each made Pillow raise is in the comment.
+_DAMAGED_EXIF = [
+    ("exif_not_tiff", ".png", b"\xa5", 1),  # SyntaxError: not a TIFF file
+    ("exif_cut_short", ".png", b"MM\x00*", 1),  # struct.error: unpack requires 4 bytes
+    (  # orientation 6, then struct.error when exif_transpose re-writes the block
+        "exif_bad_offset",
+        ".jpg",
+        b"Exif\x00\x00"
+        + bytes.fromhex(
+            "4d4d002a00000008000301410002000000060000003201120003000000010006000087690004a5000001"
+            "28000038000000eb4d616b65d100000190"
+        ),
+        6,
+    ),
+    (  # orientation 6, then TypeError (a date where a rational belongs) on the re-write
+        "exif_bad_type",
+        ".jpg",
+        b"Exif\x00\x00"
+        + bytes.fromhex(
+            "4d4d002a000000080003011f0002000000060000003201120003000000010006000087690004000000"
+            "0100000038000000004d616b657200000190030002000000140000004a00000000323032303a30213a"
+            "30312030303a30303a303069"
+        ),
+        6,
+    ),
+]
+
+
 def write_hostile_tree(root: Path) -> tuple[list[str], list[str]]:
     """A data folder of awkward but readable pairs beside broken files.
 
@@ -85,6 +113,12 @@ def write_hostile_tree(root: Path) -> tuple[list[str], list[str]]:
         good.append(stem)
     pair("png_named_jpg", _noise((40, 30), 40), _nail_mask((40, 30)), format="PNG")
     good.append("png_named_jpg")
+    # Damaged EXIF blocks (found by fuzzing Pillow's parser): the pixels are whole. Unparsable,
+    # the photo is read as stored; parsable but not re-writable, turned by its orientation.
+    for stem, ext, block, orientation in _DAMAGED_EXIF:
+        stored = (23, 37) if orientation == 6 else (37, 23)
+        pair(stem, _noise(stored, 50), _nail_mask((37, 23)), photo_ext=ext, exif=block)
+        good.append(stem)
 
     # Broken: each photo has a good mask, so only the photo is to blame.
     source = images / "exif1.jpg"
