@@ -81,6 +81,22 @@ def test_the_default_cap_admits_a_200_mp_phone_photo():
     assert max_megapixels() >= 16320 * 12240 / 1e6  # a 200 MP phone sensor
 
 
+def test_pillows_own_limit_never_stops_a_file_under_the_cap(tmp_path, monkeypatch):
+    """Pillow checks its pixel limit again while decoding a TIFF: a 200 MP scan, under the
+    package's cap, ended in its DecompressionBombError. Here its limit is put below a small
+    file's size instead, as the default is below 200 MP."""
+    from nail_segformer.data import load_image, load_labels
+
+    Image.new("RGB", (64, 48), (200, 150, 120)).save(tmp_path / "scan.tiff")
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (10, 10, 20, 20))
+    mask.save(tmp_path / "mask.tiff")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 48 is over twice this
+    assert load_image(tmp_path / "scan.tiff").size == (64, 48)
+    assert load_labels(tmp_path / "mask.tiff").shape == (48, 64)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # the user's limit is back after each read
+
+
 def test_predict_names_a_photo_above_the_cap(tiny_run_dir, tmp_path, capsys):
     from nail_segformer.predict.cli import main
 

@@ -36,7 +36,7 @@ import io
 import os
 import re
 import struct
-import warnings
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -169,38 +169,60 @@ def max_megapixels() -> float:
     return megapixels
 
 
+# Pillow's process-wide pixel limit, put back when the last read through this module ends.
+_LIFT_LOCK = threading.Lock()
+_lifted = {"reads": 0, "limit": None}
+
+
+@contextmanager
+def _pillow_limit_lifted() -> Iterator[None]:
+    """Pillow's pixel limit off while any thread reads a file through this module.
+
+    Pillow checks it in ``Image.open`` and again while decoding some formats (a TIFF's tiles, a
+    GIF's frames), raising an error of its own; the package's cap replaces it. Reads overlap in
+    threads, so the limit is saved by the first and put back by the last.
+    """
+    with _LIFT_LOCK:
+        if _lifted["reads"] == 0:
+            _lifted["limit"], Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        _lifted["reads"] += 1
+    try:
+        yield
+    finally:
+        with _LIFT_LOCK:
+            _lifted["reads"] -= 1
+            if _lifted["reads"] == 0:
+                Image.MAX_IMAGE_PIXELS = _lifted["limit"]
+
+
 @contextmanager
 def _open_image(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
     """``Image.open`` under the package's pixel cap instead of Pillow's.
 
-    Pillow checks the header's size in ``Image.open`` against a process-wide limit and raises
-    an error of its own (not an ``OSError``) above it. Its limit is lifted for the call, and
-    the cap is applied here, to the header, before any pixel is read.
+    The cap is applied to the header, before any pixel is read; Pillow's own limit is lifted
+    until the image is closed (see :func:`_pillow_limit_lifted`).
 
     Raises:
         ImageReadError: the file is above the cap (the message says how to raise it).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    with _pillow_limit_lifted():
         try:
             image = Image.open(_readable(path))
         except UnidentifiedImageError:
             if not _is_heif(path):
                 raise
             image = _open_heif(path, what)
-        finally:
-            Image.MAX_IMAGE_PIXELS = limit
-    with image:
-        width, height = image.size
-        cap = max_megapixels()
-        if width * height > cap * 1e6:
-            raise ImageTooLargeError(
-                f"{what} {portable_path(path)} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), "
-                f"above the cap of {cap:g} MP: {ImageTooLargeError.fix}",
-                (width, height),
-            )
-        yield image
+        with image:
+            width, height = image.size
+            cap = max_megapixels()
+            if width * height > cap * 1e6:
+                raise ImageTooLargeError(
+                    f"{what} {portable_path(path)} is {width}x{height} pixels "
+                    f"({width * height / 1e6:.0f} MP), above the cap of {cap:g} MP: "
+                    f"{ImageTooLargeError.fix}",
+                    (width, height),
+                )
+            yield image
 
 
 @dataclass(frozen=True)
