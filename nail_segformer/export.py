@@ -159,7 +159,14 @@ def calibration_inputs(processor, images: list | None = None, seed: int = 0) -> 
             render_sample(seed, i, CATEGORIES[i % len(CATEGORIES)], size=(480, 360)).image
             for i in range(CALIBRATION_PHOTOS)
         ]
-    return [processor(images=[im], return_tensors="np")["pixel_values"] for im in images]
+    return [_pixel_values(processor, im) for im in images]
+
+
+def _pixel_values(processor, image) -> np.ndarray:
+    # Said, not guessed: transformers takes a photo 1 or 3 pixels tall for channels-first.
+    return processor(images=[image], input_data_format="channels_last", return_tensors="np")[
+        "pixel_values"
+    ]
 
 
 def quantize_int8(fp32_path: str | os.PathLike, output: str | os.PathLike, inputs: list) -> Path:
@@ -481,9 +488,7 @@ def check_export(
         f"random 1x3x{height + 32}x{width // 2 + 8}": rng.standard_normal(
             (1, 3, height + 32, width // 2 + 8)
         ),
-        f"photo {image.width}x{image.height}": processor(images=[image], return_tensors="np")[
-            "pixel_values"
-        ],
+        f"photo {image.width}x{image.height}": _pixel_values(processor, image),
     }
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return {

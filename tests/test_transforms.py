@@ -478,3 +478,29 @@ def test_photometric_augmentation_flag_reaches_the_pipeline(
     build_trainer(model, processor, dataset_dict, data_args, model_args, training_args)
     probabilities = [built.get(k) for k in ("color_p", "blur_p", "compression_p")]
     assert probabilities == ([None] * 3 if photometric == "true" else [0.0] * 3)
+
+
+@pytest.mark.parametrize(
+    "size", [(5, 1), (4, 3), (640, 3)], ids=["1-tall", "3-tall", "3-tall-wide"]
+)
+def test_photos_one_or_three_pixels_tall_are_not_taken_for_channels(tmp_path, processor, size):
+    """transformers guesses the channel axis of an array from its shape, and a photo 1 or 3
+    pixels tall looks channels-first: it raised (1 tall) or was read transposed (3 tall)."""
+    from nail_segformer.data.cache import _eval_example
+
+    width, height = size
+    pixels = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    mask[:, : width // 2] = 255
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    row = {"image": {"path": str(tmp_path / "p.png"), "bytes": None},
+           "label": {"path": str(tmp_path / "m.png"), "bytes": None}}  # fmt: skip
+    resized = np.asarray(Image.fromarray(pixels).resize((64, 64), Image.Resampling.BILINEAR))
+    out = transforms.SegmentationTransform(processor)({k: [v] for k, v in row.items()})
+    np.testing.assert_allclose(
+        _levels(out["pixel_values"][0], processor), resized.transpose(2, 0, 1), atol=0.5
+    )
+    cached = _eval_example(row, processor, None, False)
+    photo, _ = transforms.decode_cached(cached["image_encoded"], cached["labels_encoded"])
+    np.testing.assert_array_equal(photo, resized)

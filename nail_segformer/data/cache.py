@@ -153,6 +153,7 @@ def _eval_example(example: dict, processor, nail_values: tuple | None, class_ids
         do_reduce_labels=False,
         do_rescale=False,
         do_normalize=False,
+        input_data_format="channels_last",  # a photo 1 or 3 pixels tall is no channel axis
         return_tensors="np",
     )
     pixels = np.ascontiguousarray(out["pixel_values"][0].transpose(1, 2, 0), dtype=np.uint8)

@@ -424,6 +424,8 @@ class SegmentationTransform:
             segmentation_maps=masks,
             do_reduce_labels=False,
             do_resize=resize,
+            # Said, not guessed: transformers takes a photo 1 or 3 pixels tall for channels-first.
+            input_data_format="channels_last",
             return_tensors="np",
         )
         return {
