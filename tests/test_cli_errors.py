@@ -103,6 +103,14 @@ TRAIN_CASES = {
     ),
     "bad value from the config file": ([CONFIG, *BASE], ("--image_size 100 from", "cfg.yaml")),
     "bad choice from the config file": ([CONFIG, *BASE], ("on_bad_pair", "cfg.yaml", "skip")),
+    # Config values get the types and checks their flags get (argparse checks no default).
+    "a list where one value goes": (
+        [CONFIG, *BASE],
+        ("class_weights in", "cfg.yaml is a list", 'class_weights: "1,5"'),
+    ),
+    "a word where a number goes": ([CONFIG, *BASE], ("learning_rate in", "invalid float")),
+    "a mapping where one value goes": ([CONFIG, *BASE], ("num_train_epochs in", "one value")),
+    "a number for a tracker": ([CONFIG, *BASE], ("--report_to 5 from", "no such tracker 5")),
     "bad preset": ([*BASE, "--from_scratch_preset", "mit-b9"], ("--from_scratch_preset", "tiny")),
     "bad probability": ([*BASE, "--hflip_probability", "1.5"], ("--hflip_probability", "[0, 1]")),
     "bad class weights": ([*BASE, "--class_weights", "1,nan"], ("--class_weights", "'auto'")),
@@ -135,6 +143,10 @@ CONFIG_TEXTS = {
     "unquoted YAML no": "eval_strategy: no\n",
     "bad value from the config file": "image_size: 100\n",
     "bad choice from the config file": "on_bad_pair: ignore\n",
+    "a list where one value goes": "class_weights: [1, 5]\n",
+    "a word where a number goes": "learning_rate: fast\n",
+    "a mapping where one value goes": "num_train_epochs: {epochs: 3}\n",
+    "a number for a tracker": "report_to: 5\n",
 }
 
 

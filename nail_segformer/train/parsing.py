@@ -144,6 +144,11 @@ def _given_on_command_line(parser: HfArgumentParser, argv: list[str]) -> frozens
     return frozenset(name for name, value in vars(namespace).items() if value is not unset)
 
 
+def _fields(parser: HfArgumentParser, name: str) -> list:
+    """The dataclass field(s) behind a setting."""
+    return [f for dtype in parser.dataclass_types for f in fields(dtype) if f.name == name]
+
+
 def _setting_types(parser: HfArgumentParser) -> dict[str, Any]:
     """Each setting's name (its flag without the dashes) and its type, from the dataclasses."""
     return {
@@ -154,10 +159,15 @@ def _setting_types(parser: HfArgumentParser) -> dict[str, Any]:
     }
 
 
+def _options(annotation: Any) -> list:
+    """The types a setting's annotation allows (the members of a union, else itself)."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return list(typing.get_args(annotation)) if union else [annotation]
+
+
 def _takes_words(annotation: Any) -> bool:
     """Whether a setting's values are words (text, a choice, or a list of them), not a bool."""
-    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    options = typing.get_args(annotation) if union else (annotation,)
+    options = _options(annotation)
     options = [typing.get_args(o)[0] if typing.get_origin(o) is list else o for o in options]
     if bool in options:
         return False
@@ -316,21 +326,37 @@ def _read_config_file(path: str, parser: HfArgumentParser) -> dict[str, Any]:
             f"unknown setting(s) in {path}: {', '.join(named)}; valid names are the flags of "
             "`python run_finetune.py --help`, without the dashes"
         )
-    choices = {
-        f.name: f.metadata["choices"]
-        for dtype in parser.dataclass_types
-        for f in fields(dtype)
-        if "choices" in f.metadata
-    }
     for key, value in config.items():
         if isinstance(value, bool) and _takes_words(settings[key]):
             raise ArgumentsError(
                 f"{key} in {path} is {_format(value)}, but {key} takes a word: YAML reads an "
                 f'unquoted no/yes/off/on as false/true; quote it, e.g. {key}: "no"'
             )
-        # argparse checks the choices of a flag, not of a default (which a config value is).
-        if key in choices and value not in choices[key]:
-            raise ArgumentsError(
-                f"{key} in {path} is {value!r}; choose from {', '.join(map(str, choices[key]))}"
-            )
-    return config
+    return {key: _as_flag_gives_it(key, value, path, parser) for key, value in config.items()}
+
+
+def _as_flag_gives_it(key: str, value: Any, path: str, parser: HfArgumentParser) -> Any:
+    """A config file's value as its flag would give it, or the flag's own error.
+
+    argparse types and checks what a flag says, never a default, which a config value is: a
+    value the flag would refuse (a word for a number, a list for one value, an unknown choice)
+    would reach the run as it is and end in a traceback there.
+    """
+    scalar = (str, int, float, bool)
+    if value is None:
+        return None  # the setting's "unset", which no flag can say
+    if isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+        if any(typing.get_origin(o) is list for o in _options(_setting_types(parser)[key])):
+            return [_format(v) for v in value]  # words, as a flag's list gives them
+        comma = any("comma-separated" in f.metadata.get("help", "") for f in _fields(parser, key))
+        example = f'; as the flag takes several: {key}: "{",".join(map(_format, value))}"'
+        raise ArgumentsError(
+            f"{key} in {path} is a list, but --{key} takes one value{example if comma else ''}"
+        )
+    if not isinstance(value, scalar):
+        raise ArgumentsError(f"{key} in {path} is {value!r}, but --{key} takes one value")
+    try:
+        namespace, _ = parser.parse_known_args([f"--{key}={_format(value)}"])
+    except ArgumentsError as err:
+        raise ArgumentsError(f"{key} in {path} is {_format(value)}: {err}") from None
+    return getattr(namespace, key)
