@@ -28,6 +28,8 @@ __all__ = [
     "NVIDIA_LICENSE_NOTE",
     "MODEL_PRESETS",
     "HubUnavailableError",
+    "CheckpointError",
+    "check_checkpoint_files",
     "is_local_path",
     "is_hub_id",
     "check_model_reference",
@@ -82,6 +84,52 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 
 class HubUnavailableError(RuntimeError):
     """The Hugging Face Hub cannot be reached and the files are not cached."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder whose files cannot be read as a SegFormer's; the message names the
+    file and what to do."""
+
+
+def check_checkpoint_files(folder: str | os.PathLike) -> None:
+    """Read what ``from_pretrained`` reads of a local checkpoint folder, naming a damaged file.
+
+    transformers ends in a traceback of its own on such files: a ``model.safetensors`` cut short
+    by a copy or a download, a ``config.json`` or ``preprocessor_config.json`` that is not a JSON
+    object, an ``id2label`` that is not a mapping. A folder (or a Hub id) without them is left to
+    ``from_pretrained``, which says what is missing.
+
+    Raises:
+        CheckpointError: naming the file, what is wrong with it and what to do.
+    """
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    fix = "copy or download it again (a training run's checkpoint-N folders hold whole copies)"
+    for path in (folder / "config.json", folder / "preprocessor_config.json"):
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{path} cannot be read ({err}): {fix}") from None
+        if not isinstance(settings, dict):
+            raise CheckpointError(
+                f"{path} holds a JSON {type(settings).__name__}, not settings: {fix}"
+            )
+        for key in ("id2label", "label2id"):
+            if not isinstance(settings.get(key, {}), dict):
+                raise CheckpointError(f"{path}: {key} is {settings[key]!r}, not a mapping: {fix}")
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(path, "numpy") as weights:
+                weights.keys()
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path} is damaged ({err}): {fix}") from None
 
 
 def is_local_path(name_or_path: str | os.PathLike) -> bool:
@@ -184,16 +232,17 @@ def load_model(
 
     Raises:
         HubUnavailableError: a Hub id while offline and not cached.
-        ValueError: the checkpoint is not a SegFormer.
+        CheckpointError: the checkpoint is not a SegFormer, or a file of a local one is damaged.
     """
     from transformers import AutoConfig, SegformerForSemanticSegmentation
 
     id2label = dict(id2label or ID2LABEL)
     kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir}
     kwargs.update(hub_loading_kwargs(str(name_or_path), revision=revision, cache_dir=cache_dir))
+    check_checkpoint_files(name_or_path)
     config = AutoConfig.from_pretrained(str(name_or_path), **kwargs)
     if config.model_type != "segformer":
-        raise ValueError(
+        raise CheckpointError(
             f"{name_or_path} is a '{config.model_type}' checkpoint; --model_name_or_path must be "
             "a SegFormer checkpoint (e.g. nvidia/mit-b0 or nvidia/segformer-b4-finetuned-ade-512-512)"
         )

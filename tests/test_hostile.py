@@ -396,3 +396,67 @@ def test_building_the_cache_on_a_full_disk_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.arrow_writer.ArrowWriter, "write_examples_on_file", _disk_full)
     with pytest.raises(data.DiskFullError, match=r"disk holding .*cache: the resize cache needs"):
         build_resized_cache(split, 64, cache_dir=tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+_DAMAGES = {
+    # what a copy, a download or a hand edit can leave: (file, how, what the error names)
+    "weights cut short": ("model.safetensors", _cut, "model.safetensors is damaged"),
+    "weights empty": ("model.safetensors", lambda p: p.write_bytes(b""), "is damaged"),
+    "config a list": (
+        "config.json",
+        lambda p: p.write_text("[1, 2]"),
+        "config.json holds a JSON list",
+    ),
+    "processor a list": (
+        "preprocessor_config.json",
+        lambda p: p.write_text("[1, 2]"),
+        "preprocessor_config.json holds a JSON list",
+    ),
+    "labels not a mapping": (
+        "config.json",
+        lambda p: p.write_text(p.read_text().replace('"id2label": {', '"id2label": "x", "_": {')),
+        "id2label is 'x'",
+    ),
+}
+
+
+@pytest.fixture(params=list(_DAMAGES), ids=list(_DAMAGES))
+def damaged_run(request, tiny_run_dir, tmp_path):
+    import shutil
+
+    name, damage, named = _DAMAGES[request.param]
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_run_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    damage(folder / name)
+    return folder, named
+
+
+def test_predict_and_export_name_a_damaged_checkpoint_file(damaged_run, tmp_path):
+    """transformers and safetensors ended these in tracebacks of their own."""
+    folder, named = damaged_run
+    Image.new("RGB", (40, 30), (200, 150, 120)).save(tmp_path / "hand.jpg")
+    for command in (
+        ["nail_segformer.predict", "--model", str(folder), "--input", str(tmp_path / "hand.jpg"),
+         "--output", str(tmp_path / "out")],
+        ["nail_segformer.export", "--model", str(folder), "--output", str(tmp_path / "x.onnx")],
+    ):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and named in done.stderr, done.stderr
+
+
+def test_training_names_a_damaged_checkpoint_file(damaged_run, synthetic_root, tmp_path, caplog):
+    from nail_segformer.train.cli import main as train_main
+
+    folder, named = damaged_run
+    argv = ["--model_name_or_path", str(folder), "--data_root", str(synthetic_root),
+            "--output_dir", str(tmp_path / "run"), "--max_steps", "1"]  # fmt: skip
+    assert train_main(argv) == 2
+    assert any(named in r.getMessage() for r in caplog.records), caplog.text

@@ -113,6 +113,7 @@ class ModelLoadError(ValueError):
 
 
 def _check_processor_folder(model: str) -> None:
+    _check_files(model)
     if os.path.isdir(model) and not os.path.isfile(os.path.join(model, PROCESSOR_FILE)):
         raise ModelLoadError(
             f"model folder {model} has no preprocessor_config.json, so the photo size and "
@@ -120,6 +121,15 @@ def _check_processor_folder(model: str) -> None:
             "output folder (run_finetune.py saves preprocessor_config.json beside its model), "
             "or copy preprocessor_config.json from it into this folder."
         )
+
+
+def _check_files(model: str) -> None:
+    from nail_segformer.model import CheckpointError, check_checkpoint_files
+
+    try:
+        check_checkpoint_files(model)
+    except CheckpointError as err:
+        raise ModelLoadError(str(err)) from None
 
 
 def load_run_processor(model: str, revision: str | None = None):
@@ -172,11 +182,17 @@ def load_run_model(model: str, revision: str | None = None):
 
     from nail_segformer.model import hub_loading_kwargs
 
+    _check_files(model)
     kwargs = hub_loading_kwargs(model, "model", revision=revision)
     try:
         return SegformerForSemanticSegmentation.from_pretrained(
             model, revision=revision, use_safetensors=True, trust_remote_code=False, **kwargs
         )
+    except RuntimeError as err:  # weights of another shape than config.json says
+        raise ModelLoadError(
+            f"cannot load the model {model}: its weights do not fit its config.json "
+            f"({' '.join(str(err).split())[:300]})"
+        ) from err
     except OSError as err:
         raise ModelLoadError(
             f"cannot load the model {model}: {err}. --model must be a training output folder "

@@ -12,7 +12,7 @@ import sys
 
 from nail_segformer.data import DataError, DiskFullError
 from nail_segformer.hub import PushError
-from nail_segformer.model import HubUnavailableError
+from nail_segformer.model import CheckpointError, HubUnavailableError
 from nail_segformer.train.parsing import ArgumentsError
 from nail_segformer.train.pipeline import main as run
 from nail_segformer.train.run_dir import RunDirError
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         # Mostly raised before logging is set up, so printed the way argparse prints its errors.
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (DataError, DiskFullError, RunDirError, HubUnavailableError) as err:
+    except (DataError, DiskFullError, RunDirError, HubUnavailableError, CheckpointError) as err:
         # Expected, user-fixable problems: the message says what to do; no traceback.
         logger.error("%s", err)
         return 2
