@@ -661,6 +661,25 @@ def test_manifest_with_missing_file_is_rejected(clean_root, tmp_path):
         data.read_manifest(manifest, clean_root)
 
 
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        pytest.param(b"image,mask,category,split\nImages/1/caf\xe9.jpg,m,1,train\n",
+                     "cannot read the manifest", id="latin-1"),
+        pytest.param(b"image,mask,category,split\nImages/1/a\x00.jpg,m.png,1,train\n",
+                     "does not exist", id="nul-in-a-path"),
+        pytest.param(b"image,mask,category,split\nImages/1/a.jpg\n", "fewer than 4 columns",
+                     id="short-row"),
+    ],
+)  # fmt: skip
+def test_a_manifest_that_is_no_run_manifest_is_named(clean_root, tmp_path, content, named):
+    # Each ended in a traceback (UnicodeDecodeError, "embedded null byte", a TypeError on None).
+    (tmp_path / "split.csv").write_bytes(content)
+    with pytest.raises(DataError, match=named) as caught:
+        data.read_manifest(tmp_path / "split.csv", clean_root)
+    assert "split.csv" in str(caught.value)
+
+
 # --------------------------------------------------------------------------- DatasetDict
 
 

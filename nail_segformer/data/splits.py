@@ -131,23 +131,33 @@ def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike) -> list
         DataError: a column is missing, a split name is unknown or listed files do not exist.
     """
     root = Path(data_root).expanduser()
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = set(_MANIFEST_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise DataError(
-                f"manifest {path} lacks column(s) {sorted(missing)}; expected {_MANIFEST_COLUMNS}"
-            )
-        rows = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = set(_MANIFEST_COLUMNS) - set(reader.fieldnames or ())
+            rows = [] if missing else list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(
+            f"cannot read the manifest {path} ({err}): it must be the UTF-8 CSV file a run "
+            "wrote (split_manifest.csv)"
+        ) from None
+    if missing:
+        raise DataError(
+            f"manifest {path} lacks column(s) {sorted(missing)}; expected {_MANIFEST_COLUMNS}"
+        )
     pairs, errors = [], []
     for line, row in enumerate(rows, start=2):
+        if any(row[column] is None for column in _MANIFEST_COLUMNS):
+            errors.append(f"line {line}: fewer than {len(_MANIFEST_COLUMNS)} columns")
+            continue
         if row["split"] not in SPLITS:
             errors.append(f"line {line}: split '{row['split']}' is not one of {SPLITS}")
             continue
         image, mask = (Path(local_path(root / row[column])) for column in ("image", "mask"))
-        for file in (image, mask):
-            if not file.is_file():
-                errors.append(f"line {line}: {portable_path(file)} does not exist")
+        absent = [f for f in (image, mask) if "\0" in str(f) or not f.is_file()]
+        errors += [f"line {line}: {portable_path(f)} does not exist" for f in absent]
+        if absent:
+            continue
         pairs.append(
             Pair(
                 portable_path(image.resolve()),
