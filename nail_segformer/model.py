@@ -114,7 +114,7 @@ def check_checkpoint_files(folder: str | os.PathLike) -> None:
         except FileNotFoundError:
             continue
         except (OSError, ValueError) as err:
-            raise CheckpointError(f"{path} cannot be read ({err}): {fix}") from None
+            raise CheckpointError(f"cannot read {path} ({err}): {fix}") from None
         if not isinstance(settings, dict):
             raise CheckpointError(
                 f"{path} holds a JSON {type(settings).__name__}, not settings: {fix}"
