@@ -483,7 +483,7 @@ def mask_to_labels(
     Raises:
         MaskValuesError: the values match no convention (the message names them, not the file).
     """
-    lossy = mask.format in _LOSSY_FORMATS  # read before exif_transpose's copy drops it
+    lossy = mask.format in _LOSSY_FORMATS  # read first: a turned copy has no format
     labels, convention = _mask_labels(_upright(mask, _orientation(mask)), nail_values, lossy)
     return (labels, convention) if return_convention else labels
 
