@@ -332,11 +332,14 @@ def _read_config_file(path: str, parser: HfArgumentParser) -> dict[str, Any]:
                 f"{key} in {path} is {_format(value)}, but {key} takes a word: YAML reads an "
                 f'unquoted no/yes/off/on as false/true; quote it, e.g. {key}: "no"'
             )
-    return {key: _as_flag_gives_it(key, value, path, parser) for key, value in config.items()}
+    return {k: _as_flag_gives_it(k, v, settings[k], path, parser) for k, v in config.items()}
 
 
-def _as_flag_gives_it(key: str, value: Any, path: str, parser: HfArgumentParser) -> Any:
-    """A config file's value as its flag would give it, or the flag's own error.
+def _as_flag_gives_it(
+    key: str, value: Any, annotation: Any, path: str, parser: HfArgumentParser
+) -> Any:
+    """A config file's value as its flag would give it, or the flag's own error (``annotation``:
+    the setting's type, see :func:`_setting_types`).
 
     argparse types and checks what a flag says, never a default, which a config value is: a
     value the flag would refuse (a word for a number, a list for one value, an unknown choice)
@@ -346,7 +349,7 @@ def _as_flag_gives_it(key: str, value: Any, path: str, parser: HfArgumentParser)
     if value is None:
         return None  # the setting's "unset", which no flag can say
     if isinstance(value, list) and all(isinstance(v, scalar) for v in value):
-        if any(typing.get_origin(o) is list for o in _options(_setting_types(parser)[key])):
+        if any(typing.get_origin(o) is list for o in _options(annotation)):
             return [_format(v) for v in value]  # words, as a flag's list gives them
         comma = any("comma-separated" in f.metadata.get("help", "") for f in _fields(parser, key))
         example = f'; as the flag takes several: {key}: "{",".join(map(_format, value))}"'
